@@ -1,0 +1,21 @@
+"""scikit-learn estimators on the sparsecode torch engine."""
+
+from .conv import ConvSparseAutoencoder, ConvSparseCoder
+from .dict_learning import DictionaryLearning
+from .drsae import DrSAE
+from .group_sparse import GroupSparseAutoencoder
+from .preprocessing import ContrastNormalization, Whitening
+from .psd import PredictiveSparseDecomposition
+from .sparse_coder import SparseCoder
+
+__all__ = [
+    "SparseCoder",
+    "DictionaryLearning",
+    "PredictiveSparseDecomposition",
+    "GroupSparseAutoencoder",
+    "Whitening",
+    "ContrastNormalization",
+    "ConvSparseCoder",
+    "ConvSparseAutoencoder",
+    "DrSAE",
+]

@@ -1,0 +1,138 @@
+"""What SparseCoder and DictionaryLearning share: the transform parameters and the coding step."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.decomposition import sparse_encode as sklearn_sparse_encode
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array
+
+from sparsecode.penalties import make_penalty
+from sparsecode.solvers.encode import SOLVERS, solve_lasso
+
+from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
+
+__all__ = ["SparseCodingMixin", "TORCH_ALGORITHMS", "SKLEARN_ALGORITHMS", "group_index"]
+
+TORCH_ALGORITHMS = ["auto", *SOLVERS]
+SKLEARN_ALGORITHMS = ["lasso_lars", "lasso_cd", "lars", "omp", "threshold"]
+
+TRANSFORM_PARAMETER_CONSTRAINTS = {
+    "transform_algorithm": [StrOptions(set(TORCH_ALGORITHMS + SKLEARN_ALGORITHMS))],
+    "transform_n_nonzero_coefs": [Interval(Integral, 1, None, closed="left"), None],
+    "transform_alpha": [Interval(Real, 0, None, closed="left"), None],
+    "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
+    "transform_tol": [Interval(Real, 0, None, closed="left")],
+    "split_sign": ["boolean"],
+    "n_jobs": [Integral, None],
+    "positive_code": ["boolean"],
+    "groups": [Interval(Integral, 1, None, closed="left"), "array-like", None],
+    "device": DEVICE_CONSTRAINT,
+}
+
+
+def group_index(groups, n_components: int) -> torch.Tensor | None:
+    """Group index per unit from ``groups``: None, a group size (int), labels per unit, or index lists.
+
+    Follows celer/skglm: an int is a block size, a list of ints of length ``n_components`` labels each
+    unit, a list of lists gives each group's unit indices (disjoint, covering every unit).
+    """
+    if groups is None:
+        return None
+    if isinstance(groups, Integral):
+        return torch.arange(n_components) // int(groups)
+    if len(groups) and not np.isscalar(groups[0]):
+        labels = np.full(n_components, -1)
+        for g, members in enumerate(groups):
+            labels[np.asarray(members, dtype=int)] = g
+        if (labels < 0).any():
+            raise ValueError("groups given as index lists must cover every component exactly once.")
+        return torch.as_tensor(labels, dtype=torch.long)
+    labels = np.asarray(groups)
+    if labels.shape != (n_components,):
+        raise ValueError(f"groups must give one label per component ({n_components}); got shape {labels.shape}.")
+    _, inverse = np.unique(labels, return_inverse=True)
+    return torch.as_tensor(inverse, dtype=torch.long)
+
+
+class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin):
+    """Coding against a dictionary with the torch solvers or, for scikit-learn's names, scikit-learn."""
+
+    def _transform_alpha(self) -> float:
+        if self.transform_alpha is not None:
+            return self.transform_alpha
+        return getattr(self, "alpha", 1.0)
+
+    def _encode(self, X: np.ndarray, dictionary, *, init=None) -> np.ndarray:
+        """Codes of validated ``X``; ``dictionary`` is a numpy array or a tensor on the device."""
+        algorithm = self.transform_algorithm
+        alpha = self._transform_alpha()
+        if algorithm in SKLEARN_ALGORITHMS:
+            if self.groups is not None:
+                raise ValueError(f"groups need transform_algorithm='auto' or 'fista', not {algorithm!r}.")
+            D = dictionary if isinstance(dictionary, np.ndarray) else self._numpy(dictionary)
+            code = sklearn_sparse_encode(
+                X, D.astype(X.dtype, copy=False), algorithm=algorithm, alpha=alpha,
+                n_nonzero_coefs=self._n_nonzero_coefs(D.shape), max_iter=self.transform_max_iter,
+                n_jobs=self.n_jobs, positive=self.positive_code,
+            )
+        else:
+            Xt = self._tensor(X)
+            Dt = self._tensor(dictionary, dtype=Xt.dtype)
+            groups = group_index(self.groups, Dt.shape[0])
+            if groups is not None and algorithm == "cd":
+                raise ValueError("transform_algorithm='cd' does not support groups; use 'auto' or 'fista'.")
+            penalty = make_penalty(alpha, self.positive_code, groups)
+            z0 = None if init is None else self._tensor(init, dtype=Xt.dtype)
+            res = solve_lasso(Xt, Dt, penalty, algorithm=algorithm, z0=z0, positive=self.positive_code,
+                              max_iter=self.transform_max_iter, tol=self.transform_tol)
+            self._warn_not_converged(res)
+            code = self._numpy(res.code, X.dtype)
+        if self.split_sign:
+            code = np.hstack([np.maximum(code, 0), -np.minimum(code, 0)])
+        return code
+
+    def _n_nonzero_coefs(self, shape) -> int | None:
+        if self.transform_algorithm not in ("omp", "lars"):
+            return None
+        n_components, n_features = shape
+        k = self.transform_n_nonzero_coefs or max(n_features // 10, 1)
+        if k > n_components:
+            raise ValueError(
+                f"transform_n_nonzero_coefs={k} exceeds the {n_components} atoms of the dictionary; "
+                "choose at most n_components."
+            )
+        return k
+
+    def _warn_not_converged(self, res) -> None:
+        if self.transform_tol <= 0 or bool(res.converged.all()):
+            return
+        n_bad = int((~res.converged).sum())
+        worst = float(res.gap.max())
+        warnings.warn(
+            f"Sparse coding did not converge for {n_bad} of {res.converged.numel()} samples within "
+            f"transform_max_iter={self.transform_max_iter} iterations: the largest relative duality gap "
+            f"is {worst:.2e} (transform_tol={self.transform_tol:g}). Increase transform_max_iter to "
+            "improve convergence.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+    def _inverse(self, code, dictionary: np.ndarray) -> np.ndarray:
+        code = check_array(code, dtype=[np.float64, np.float32])
+        expected = dictionary.shape[0] * (2 if self.split_sign else 1)
+        if code.shape[1] != expected:
+            raise ValueError(
+                f"The code has {code.shape[1]} columns but the dictionary expects {expected} "
+                f"({'2 x ' if self.split_sign else ''}n_components)."
+            )
+        if self.split_sign:
+            half = code.shape[1] // 2
+            code = code[:, :half] - code[:, half:]
+        return code @ dictionary.astype(code.dtype, copy=False)

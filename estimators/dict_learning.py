@@ -1,0 +1,341 @@
+"""DictionaryLearning: online (minibatch) dictionary learning on the torch engine."""
+
+from __future__ import annotations
+
+import math
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from sparsecode.dictionary import OnlineDictionaryState, init_dictionary, online_dictionary_step
+
+from ._sparse_coding import TORCH_ALGORITHMS, TRANSFORM_PARAMETER_CONSTRAINTS, SparseCodingMixin, group_index
+from ._validation import check_dictionary, check_input
+
+__all__ = ["DictionaryLearning"]
+
+
+class DictionaryLearning(SparseCodingMixin, BaseEstimator):
+    """Dictionary learning by online block coordinate descent (Mairal et al. 2010).
+
+    Learns atoms ``D`` (rows, norm at most 1) and sparse codes minimising the mean over samples of
+    ``0.5*||x - z D||^2 + alpha*||z||_1``, one minibatch at a time. This one class covers both of
+    scikit-learn's dictionary learners and takes ``MiniBatchDictionaryLearning``'s parameter names;
+    with ``batch_size >= n_samples`` every step sees the whole data set (batch learning).
+
+    Parameters
+    ----------
+    n_components : int, default=None
+        Number of atoms; ``n_features`` when None.
+    alpha : float, default=1.0
+        Sparsity penalty.
+    max_iter : int, default=1000
+        Passes over the data at most (early stopping usually ends sooner).
+    fit_algorithm : {"auto", "fista", "ista", "cd", "lars"}, default="auto"
+        Solver for the codes during fit; ``"lars"`` (scikit-learn's default name) means ``"auto"``:
+        every choice reaches the same lasso optimum.
+    n_jobs : int, default=None
+        Used only by scikit-learn's transform algorithms.
+    batch_size : int, default=256
+        Samples per minibatch.
+    shuffle : bool, default=True
+        Shuffle the samples before each pass.
+    dict_init : ndarray of shape (n_components, n_features), default=None
+        Initial atoms; random samples of ``X`` when None.
+    transform_algorithm, transform_n_nonzero_coefs, transform_alpha, transform_max_iter, transform_tol,
+    split_sign, positive_code, groups, device
+        As in :class:`estimators.SparseCoder`; ``transform_alpha=None`` means ``alpha``, and the default
+        transform solves the same problem as fit.
+    verbose : bool or int, default=False
+        Print one line per pass (cost, atoms redrawn, time).
+    random_state : int, RandomState instance or None, default=None
+    positive_dict : bool, default=False
+        Keep atoms non-negative.
+    callback : callable, default=None
+        Called after every minibatch with a dict (``estimator``, ``step``, ``n_steps``, ``batch_cost``,
+        ``dictionary``); returning True stops the fit.
+    tol : float, default=1e-3
+        Stop when the dictionary changes by less than this (Frobenius norm / n_components) in a step.
+    max_no_improvement : int or None, default=10
+        Stop after this many steps without improvement of the smoothed minibatch cost.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        The atoms.
+    n_iter_ : int
+        Passes over the data.
+    n_steps_ : int
+        Minibatches processed.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from estimators import DictionaryLearning
+    >>> X = load_digits().data[:200] / 16
+    >>> dl = DictionaryLearning(n_components=16, alpha=0.5, max_iter=2, random_state=0, device="cpu")
+    >>> dl.fit_transform(X).shape
+    (200, 16)
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "fit_algorithm": [StrOptions(set(TORCH_ALGORITHMS) | {"lars"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "dict_init": [np.ndarray, None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+        "positive_dict": ["boolean"],
+        "callback": [callable, None],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "max_no_improvement": [Interval(Integral, 0, None, closed="left"), None],
+        **TRANSFORM_PARAMETER_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        alpha=1.0,
+        max_iter=1000,
+        fit_algorithm="auto",
+        n_jobs=None,
+        batch_size=256,
+        shuffle=True,
+        dict_init=None,
+        transform_algorithm="auto",
+        transform_n_nonzero_coefs=None,
+        transform_alpha=None,
+        verbose=False,
+        split_sign=False,
+        random_state=None,
+        positive_code=False,
+        positive_dict=False,
+        transform_max_iter=1000,
+        transform_tol=1e-5,
+        callback=None,
+        tol=1e-3,
+        max_no_improvement=10,
+        groups=None,
+        device="auto",
+    ):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.fit_algorithm = fit_algorithm
+        self.n_jobs = n_jobs
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.dict_init = dict_init
+        self.transform_algorithm = transform_algorithm
+        self.transform_n_nonzero_coefs = transform_n_nonzero_coefs
+        self.transform_alpha = transform_alpha
+        self.verbose = verbose
+        self.split_sign = split_sign
+        self.random_state = random_state
+        self.positive_code = positive_code
+        self.positive_dict = positive_dict
+        self.transform_max_iter = transform_max_iter
+        self.transform_tol = transform_tol
+        self.callback = callback
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.groups = groups
+        self.device = device
+
+    # -- fitting -------------------------------------------------------------------------------------
+    def _initialize(self, X: np.ndarray) -> None:
+        """Fresh dictionary, statistics and random stream for ``X``."""
+        self._random_state = check_random_state(self.random_state)
+        self._resolve_device()
+        self._n_components = self.n_components or X.shape[1]
+        Xt = self._tensor(X)
+        if self.dict_init is not None:
+            D = check_dictionary(self.dict_init, "dict_init")
+            if D.shape != (self._n_components, X.shape[1]):
+                raise ValueError(
+                    f"dict_init must have shape (n_components, n_features) = "
+                    f"{(self._n_components, X.shape[1])}, got {D.shape}."
+                )
+            D = self._tensor(D, dtype=Xt.dtype).clone()
+            D /= torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp(min=1.0)
+        else:
+            D = init_dictionary(Xt, self._n_components, self._generator(self._random_state), self.positive_dict)
+        self._dictionary = D
+        self._inner_stats = OnlineDictionaryState.zeros(D)
+        self._ewa_cost, self._ewa_cost_min, self._no_improvement = None, None, 0
+        self.n_steps_ = 0
+
+    def _step(self, Xb: torch.Tensor, generator) -> float:
+        return float(online_dictionary_step(
+            self._dictionary, self._inner_stats, Xb, self.alpha, batch_size=self._batch_size,
+            algorithm="auto" if self.fit_algorithm == "lars" else self.fit_algorithm,
+            positive_code=self.positive_code, positive_dict=self.positive_dict,
+            max_iter=self.transform_max_iter, tol=min(self.transform_tol, 1e-4), generator=generator,
+            groups=group_index(self.groups, self._n_components),
+        ))
+
+    def _converged(self, step: int, n_samples: int, batch_cost: float, dict_diff: float) -> bool:
+        """scikit-learn's MiniBatchDictionaryLearning stopping rules (after a warm-up)."""
+        if step <= min(100, n_samples / self._batch_size):
+            return False
+        weight = min(self._batch_size / (n_samples + 1), 1)
+        self._ewa_cost = batch_cost if self._ewa_cost is None else (
+            self._ewa_cost * (1 - weight) + batch_cost * weight)
+        if self.tol > 0 and dict_diff <= self.tol:
+            return True
+        if self._ewa_cost_min is None or self._ewa_cost < self._ewa_cost_min:
+            self._no_improvement, self._ewa_cost_min = 0, self._ewa_cost
+        else:
+            self._no_improvement += 1
+        return self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the dictionary from ``X``.
+
+        Stops early by ``tol`` / ``max_no_improvement``, after ``max_iter`` passes, when ``callback``
+        returns True, or on Ctrl-C (keeping the dictionary as it was after the last full step).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        X = check_input(self, X, reset=True)
+        self._initialize(X)
+        n = X.shape[0]
+        self._batch_size = min(self.batch_size, n)
+        steps_per_pass = math.ceil(n / self._batch_size)
+        n_steps = self.max_iter * steps_per_pass
+        Xt = self._tensor(X)
+        generator = self._generator(self._random_state)
+        start, step, order = time.perf_counter(), 0, None
+        try:
+            for step in range(n_steps):
+                if step % steps_per_pass == 0:
+                    order = (torch.randperm(n, generator=generator, device=generator.device).to(Xt.device)
+                             if self.shuffle else torch.arange(n, device=Xt.device))
+                i = step % steps_per_pass
+                old = self._dictionary.clone()
+                cost = self._step(Xt[order[i * self._batch_size:(i + 1) * self._batch_size]], generator)
+                self.n_steps_ = step + 1
+                diff = float(torch.linalg.vector_norm(self._dictionary - old)) / self._n_components
+                if self.verbose and (i == steps_per_pass - 1):
+                    print(f"[DictionaryLearning] pass {step // steps_per_pass + 1}/{self.max_iter}, "
+                          f"step {step + 1}: batch cost {cost:.5f}, {time.perf_counter() - start:.1f} s")
+                stop = self.callback is not None and self.callback(
+                    {"estimator": self, "step": step + 1, "n_steps": n_steps, "batch_cost": cost,
+                     "dictionary": self._numpy(self._dictionary)})
+                if stop or self._converged(step + 1, n, cost, diff):
+                    if self.verbose:
+                        print(f"[DictionaryLearning] converged after {step + 1} steps")
+                    break
+        except KeyboardInterrupt:
+            if self.verbose:
+                print(f"[DictionaryLearning] interrupted after {self.n_steps_} steps; keeping that state")
+        self.n_iter_ = math.ceil(self.n_steps_ / steps_per_pass)
+        self.components_ = self._numpy(self._dictionary, X.dtype)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the codes of ``X``."""
+        return self.fit(X).transform(X)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One minibatch step on all of ``X``, as scikit-learn's ``MiniBatchDictionaryLearning``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "components_")
+        X = check_input(self, X, reset=first)
+        if first:
+            self._initialize(X)
+            self.n_iter_ = 0
+        self._batch_size = X.shape[0]
+        self._step(self._tensor(X), self._generator(self._random_state))
+        self.n_steps_ += 1
+        self.n_iter_ += 1
+        self.components_ = self._numpy(self._dictionary, X.dtype)
+        return self
+
+    # -- using the dictionary ------------------------------------------------------------------------
+    def transform(self, X):
+        """Sparse codes of ``X`` in the learned dictionary.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        code : ndarray of shape (n_samples, n_components)
+        """
+        check_is_fitted(self)
+        X = check_input(self, X, reset=False)
+        return self._encode(X, self.components_)
+
+    def inverse_transform(self, X):
+        """Reconstruct data from codes: ``code @ components_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        return self._inverse(X, self.components_)
+
+    def score(self, X, y=None):
+        """Minus the mean lasso energy of ``X`` at its codes (higher is better), for model selection.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        X = check_input(self, X, reset=False)
+        code = self._encode(X, self.components_)
+        residual = X - self._inverse(code, self.components_)
+        energy = 0.5 * (residual**2).sum(1) + self._transform_alpha() * np.abs(code).sum(1)
+        return -float(energy.mean())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0] * (2 if self.split_sign else 1)

@@ -1,0 +1,156 @@
+"""SparseCoder: a drop-in for ``sklearn.decomposition.SparseCoder`` on the torch solvers."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+
+from ._sparse_coding import TRANSFORM_PARAMETER_CONSTRAINTS, SparseCodingMixin
+from ._validation import check_dictionary, check_input
+
+__all__ = ["SparseCoder"]
+
+
+class SparseCoder(SparseCodingMixin, BaseEstimator):
+    """Sparse coding against a fixed dictionary.
+
+    Finds, for every row ``x`` of ``X``, ``argmin_z 0.5*||x - z D||^2 + alpha*||z||_1`` (optionally
+    ``z >= 0``, or with a group penalty). Same parameters as scikit-learn's ``SparseCoder`` so that
+    changing the import keeps code running, plus ``transform_tol``, ``groups`` and ``device``.
+
+    Parameters
+    ----------
+    dictionary : ndarray of shape (n_components, n_features)
+        Atoms (rows). They need not be unit-norm.
+    transform_algorithm : {"auto", "fista", "ista", "cd", "lasso_lars", "lasso_cd", "lars", "omp", \
+"threshold"}, default="auto"
+        ``"auto"`` picks the fastest torch solver for the problem; ``"fista"``, ``"ista"`` and ``"cd"``
+        (greedy coordinate descent) are the torch solvers; scikit-learn's names run scikit-learn.
+    transform_n_nonzero_coefs : int, default=None
+        Non-zeros for ``"omp"`` and ``"lars"``; ``n_features // 10`` when None.
+    transform_alpha : float, default=None
+        Penalty ``alpha``; 1.0 when None (a SparseCoder has no ``alpha`` of its own).
+    split_sign : bool, default=False
+        Return ``[max(z, 0), -min(z, 0)]`` side by side.
+    n_jobs : int, default=None
+        Passed to scikit-learn's algorithms only.
+    positive_code : bool, default=False
+        Constrain the codes to be non-negative.
+    transform_max_iter : int, default=1000
+        Iterations at most.
+    transform_tol : float, default=1e-5
+        Stop a sample when its duality gap is below ``transform_tol * 0.5*||x||^2``. A sample that does
+        not get there raises a ``ConvergenceWarning`` saying how far it is.
+    groups : int, array-like or None, default=None
+        Group lasso ``alpha * sum_g ||z_g||_2``: a group size, a label per atom, or lists of atom indices.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Where the torch solvers run.
+
+    Attributes
+    ----------
+    n_components_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from estimators import SparseCoder
+    >>> coder = SparseCoder(np.eye(3), transform_alpha=0.5, device="cpu")
+    >>> coder.transform(np.array([[2.0, 0.2, -1.0]]))
+    array([[ 1.5,  0. , -0.5]])
+    """
+
+    _parameter_constraints: dict = {"dictionary": ["array-like"], **TRANSFORM_PARAMETER_CONSTRAINTS}
+
+    def __init__(
+        self,
+        dictionary,
+        *,
+        transform_algorithm="auto",
+        transform_n_nonzero_coefs=None,
+        transform_alpha=None,
+        split_sign=False,
+        n_jobs=None,
+        positive_code=False,
+        transform_max_iter=1000,
+        transform_tol=1e-5,
+        groups=None,
+        device="auto",
+    ):
+        self.dictionary = dictionary
+        self.transform_algorithm = transform_algorithm
+        self.transform_n_nonzero_coefs = transform_n_nonzero_coefs
+        self.transform_alpha = transform_alpha
+        self.split_sign = split_sign
+        self.n_jobs = n_jobs
+        self.positive_code = positive_code
+        self.transform_max_iter = transform_max_iter
+        self.transform_tol = transform_tol
+        self.groups = groups
+        self.device = device
+
+    def _checked_dictionary(self, X=None) -> np.ndarray:
+        D = check_dictionary(self.dictionary)
+        if X is not None and X.shape[1] != D.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the dictionary has {D.shape[1]} "
+                f"(dictionary.shape={D.shape}); pass data with one column per dictionary feature."
+            )
+        return D
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Validate the parameters and ``X`` (nothing is learned).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        X = check_input(self, X, reset=True)
+        self.n_components_ = self._checked_dictionary(X).shape[0]
+        return self
+
+    def transform(self, X, y=None):
+        """Encode ``X`` as sparse combinations of the atoms.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        code : ndarray of shape (n_samples, n_components) (twice that with ``split_sign``)
+        """
+        self._validate_params()
+        X = check_input(self, X, reset=False)
+        return self._encode(X, self._checked_dictionary(X))
+
+    def inverse_transform(self, X):
+        """Map codes back to data space: ``code @ dictionary``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        return self._inverse(X, self._checked_dictionary())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self):
+        return np.asarray(self.dictionary).shape[0] * (2 if self.split_sign else 1)

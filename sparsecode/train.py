@@ -1,0 +1,479 @@
+r"""The one training loop: minibatch passes over tensors with any optimizer of the registry.
+
+Each pass draws a (seeded) permutation, steps the optimizer on every minibatch through a closure
+(so L-BFGS works like the others), then runs ``projection(module)`` under ``torch.no_grad()``.
+After the pass the mean training loss ``L_e`` is recorded and scikit-learn's MLP rule decides
+convergence, on ``L_e`` or, with ``early_stopping``, on the validation loss ``V_e``:
+
+.. math::
+
+    c \leftarrow \begin{cases} c + 1 & L_e > L_{best} - tol \\ 0 & \text{otherwise} \end{cases},
+    \qquad \text{stop when } c > \text{n\_iter\_no\_change}.
+
+With early stopping the parameters of the best validation loss are restored at the end.
+Optimizer specifics: SDLM's Gauss-Newton diagonal is (re-)estimated here
+(:func:`sparsecode.optim.gauss_newton_diagonal`), ASGD's averaged weights are swapped in at the
+end and for validation, and ``learning_rate="auto"`` comes from the power method
+(:mod:`sparsecode.optim.lr`).
+
+Safety: the loss and the parameters are checked once per pass (one host sync); a non-finite value
+restores the parameters of the previous pass and raises :class:`DivergenceError`. Ctrl-C stops the
+fit, keeps the current parameters when finite (else the previous pass's) and reports
+``interrupted=True``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .optim import ASGD, SDLM, estimate_max_learning_rate, gauss_newton_diagonal, make_optimizer
+
+__all__ = ["DivergenceError", "TrainState", "TrainResult", "fit_module"]
+
+
+class DivergenceError(ValueError):
+    """The loss became non-finite; the message names the rate used and the power-method rate.
+
+    Attributes
+    ----------
+    learning_rate : float
+    suggested_learning_rate : float or None
+        What :func:`sparsecode.optim.estimate_max_learning_rate` gives at the restored parameters
+        (None when it could not be computed).
+    """
+
+    def __init__(self, message: str, learning_rate: float, suggested_learning_rate: float | None):
+        super().__init__(message)
+        self.learning_rate = learning_rate
+        self.suggested_learning_rate = suggested_learning_rate
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a fit (``warm_start``, ``partial_fit``); picklable.
+
+    Attributes
+    ----------
+    optimizer : torch.optim.Optimizer or None
+        None until the first pass of a fit with ``max_iter > 0``.
+    epoch : int
+        Passes done in all calls.
+    n_steps : int
+        Optimizer steps done in all calls.
+    loss_curve : list of float
+        Mean training loss of every pass.
+    validation_scores : list of float
+        Minus the validation loss of every pass (early stopping).
+    best_loss : float
+        Best training loss, or best validation loss with early stopping.
+    no_improvement_count : int
+    learning_rate : float or None
+        The resolved base rate.
+    best_params : list of tensors or None
+        Parameters at the best validation loss (early stopping).
+    samples_since_hessian : int
+        Training samples seen since SDLM's last Hessian estimate.
+    """
+
+    optimizer: torch.optim.Optimizer | None = None
+    epoch: int = 0
+    n_steps: int = 0
+    loss_curve: list[float] = field(default_factory=list)
+    validation_scores: list[float] = field(default_factory=list)
+    best_loss: float = math.inf
+    no_improvement_count: int = 0
+    learning_rate: float | None = None
+    best_params: list[torch.Tensor] | None = None
+    samples_since_hessian: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What one call of :func:`fit_module` did.
+
+    Attributes
+    ----------
+    loss_curve : list of float
+        Mean training loss per pass of this call.
+    validation_scores : list of float
+        Minus the validation loss per pass of this call when early stopping, else ``[]``.
+    n_iter : int
+        Passes done in this call.
+    learning_rate : float
+        The resolved rate (after ``"auto"``).
+    converged : bool
+        Stopped by ``tol`` / ``n_iter_no_change``.
+    interrupted : bool
+        Stopped by Ctrl-C.
+    state : TrainState
+    """
+
+    loss_curve: list[float]
+    validation_scores: list[float]
+    n_iter: int
+    learning_rate: float
+    converged: bool
+    interrupted: bool
+    state: TrainState
+
+
+class _Progress:
+    """A progress bar over the steps of a pass: tqdm when installed, else a text line on stderr."""
+
+    def __init__(self, total: int, desc: str):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        self._bar = tqdm(total=total, desc=desc, leave=False) if tqdm is not None else None
+        self._total, self._done, self._desc = total, 0, desc
+
+    def update(self) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.update()
+        else:
+            filled = int(30 * self._done / max(self._total, 1))
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r{self._desc} [{bar}] {self._done}/{self._total}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            sys.stderr.write("\r" + " " * (len(self._desc) + 45) + "\r")
+
+
+def _check_data(data: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    data = tuple(data)
+    if not data or any(t.shape[0] != data[0].shape[0] for t in data):
+        raise ValueError("data must be a non-empty tuple of tensors sharing dim 0.")
+    return data
+
+
+def _rows(n: int, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    device = generator.device if generator is not None else like.device
+    return torch.randperm(n, generator=generator, device=device).to(like.device)
+
+
+def _split(data, early_stopping, fraction, generator):
+    if not early_stopping:
+        return data, None
+    n = data[0].shape[0]
+    n_valid = max(1, int(round(fraction * n)))
+    if n_valid >= n:
+        raise ValueError(f"validation_fraction={fraction} leaves no training sample out of {n}.")
+    rows = _rows(n, generator, data[0])
+    return tuple(t[rows[n_valid:]] for t in data), tuple(t[rows[:n_valid]] for t in data)
+
+
+def _groups(module: torch.nn.Module, param_groups) -> list[dict]:
+    if param_groups is None:
+        return [{"params": [p for p in module.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    return [{"params": list(g["params"]), "lr_scale": float(g.get("lr_scale", 1.0))}
+            for g in param_groups]
+
+
+def _flat(groups: list[dict]) -> list[torch.Tensor]:
+    return [p for g in groups for p in g["params"]]
+
+
+def _rebind(optimizer: torch.optim.Optimizer, groups: list[dict]) -> torch.optim.Optimizer:
+    """The same optimizer on ``groups``' tensors (they differ after unpickling a module apart)."""
+    old = [p for g in optimizer.param_groups for p in g["params"]]
+    new = _flat(groups)
+    if len(old) == len(new) and all(a is b for a, b in zip(old, new)):
+        return optimizer
+    if [p.shape for p in old] != [p.shape for p in new]:
+        raise ValueError("state.optimizer does not hold parameters shaped like the module's.")
+    it = iter(new)
+    rebuilt = [dict(g, params=[next(it) for _ in g["params"]]) for g in optimizer.param_groups]
+    fresh = type(optimizer)(rebuilt)
+    fresh.load_state_dict(optimizer.state_dict())
+    return fresh
+
+
+def _estimate_hessian(optimizer: SDLM, module, loss_fn, residual_fn, train, generator):
+    n = train[0].shape[0]
+    rows = _rows(n, generator, train[0])[: optimizer.defaults["hessian_samples"]]
+    return gauss_newton_diagonal(
+        module,
+        tuple(t[rows] for t in train),
+        residual_fn=residual_fn,
+        loss_fn=loss_fn,
+        params=optimizer.parameters(),
+        n_probes=optimizer.defaults["hessian_probes"],
+        generator=generator,
+    )
+
+
+def _build(optimizer, groups, learning_rate, options, module, loss_fn, residual_fn, train,
+           generator, steps_per_pass):
+    """Create the optimizer, resolving ``learning_rate="auto"``; returns (optimizer, base rate)."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer, float(optimizer.param_groups[0]["lr"])
+    options = dict(options or {})
+    if optimizer == "asgd":
+        options.setdefault("t0", steps_per_pass)
+    torch_groups = [{"params": g["params"], "lr": g["lr_scale"]} for g in groups]
+    opt = make_optimizer(optimizer, torch_groups, 1.0, **options)
+    hessian = None
+    if isinstance(opt, SDLM):
+        hessian = _estimate_hessian(opt, module, loss_fn, residual_fn, train, generator)
+        opt.set_hessian_diagonal(hessian)
+    if learning_rate == "auto":
+        precond = None
+        if hessian is not None:
+            precond = [1.0 / (h + opt.defaults["mu"]) for h in hessian]
+        learning_rate = estimate_max_learning_rate(
+            module, loss_fn, train, optimizer=optimizer, params=_flat(groups),
+            momentum=options.get("momentum", 0.9), preconditioner=precond, generator=generator,
+        ).learning_rate
+    for g, spec in zip(opt.param_groups, groups):
+        g["lr"] = learning_rate * spec["lr_scale"]
+    return opt, float(learning_rate)
+
+
+def _swap_average(optimizer, averaged: bool) -> None:
+    if isinstance(optimizer, ASGD) and optimizer.swapped != averaged:
+        optimizer.swap_average()
+
+
+@torch.no_grad()
+def _mean_loss(module, loss_fn, data, batch_size) -> float:
+    n = data[0].shape[0]
+    total = data[0].new_zeros(())
+    for start in range(0, n, batch_size):
+        batch = tuple(t[start : start + batch_size] for t in data)
+        total = total + loss_fn(module, *batch).detach() * batch[0].shape[0]
+    return float(total / n)
+
+
+def _all_finite(loss_sum: torch.Tensor, params: list[torch.Tensor]) -> bool:
+    checks = torch.stack([torch.isfinite(loss_sum)] + [torch.isfinite(p).all() for p in params])
+    return bool(checks.all())
+
+
+def _divergence(module, loss_fn, train, optimizer, learning_rate, epoch, generator):
+    name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
+    try:
+        est = estimate_max_learning_rate(
+            module, loss_fn, train, optimizer=name if isinstance(optimizer, str) else "sgd",
+            n_iter=30, tol=1e-3, n_samples=1024, generator=generator,
+        )
+        suggested = est.learning_rate
+        hint = f"the power method gives lambda_max={est.lambda_max:.4g}, i.e. learning_rate={suggested:.4g}"
+    except (RuntimeError, ValueError) as exc:
+        suggested = None
+        hint = f"the power-method estimate failed ({exc})"
+    message = (
+        f"The training loss became non-finite in pass {epoch + 1} with optimizer={name!r} and "
+        f"learning_rate={learning_rate:.4g}; the parameters were restored to the last finite "
+        f"state. At those parameters {hint}: lower learning_rate or use learning_rate='auto'."
+    )
+    return DivergenceError(message, learning_rate, suggested)
+
+
+def fit_module(
+    module: torch.nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    data: tuple[torch.Tensor, ...],
+    *,
+    optimizer="adam",
+    learning_rate: float | str = 1e-3,
+    max_iter: int = 100,
+    batch_size: int | None = 256,
+    shuffle: bool = True,
+    tol: float = 1e-4,
+    n_iter_no_change: int = 10,
+    early_stopping: bool = False,
+    validation_fraction: float = 0.1,
+    projection: Callable[[torch.nn.Module], None] | None = None,
+    param_groups: Sequence[dict] | None = None,
+    optimizer_params: dict | None = None,
+    residual_fn: Callable[..., torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    verbose: int = 0,
+    state: TrainState | None = None,
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Train ``module`` by minimizing ``loss_fn`` over ``data`` (see the module doc).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    loss_fn : callable
+        ``loss_fn(module, *batch) -> scalar`` tensor, the mean loss over the batch.
+    data : tuple of tensors
+        Sharing dim 0, already on the module's device.
+    optimizer : str, torch.optim.Optimizer subclass or instance, default="adam"
+        A name of :data:`sparsecode.optim.OPTIMIZERS`.
+    learning_rate : float or "auto", default=1e-3
+        Base rate; ``"auto"`` uses the power method (:mod:`sparsecode.optim.lr`).
+    max_iter : int, default=100
+        Passes over the data (0: nothing is done).
+    batch_size : int or None, default=256
+        None: the whole (training) set.
+    shuffle : bool, default=True
+    tol : float, default=1e-4
+    n_iter_no_change : int, default=10
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of ``data``; stop on its loss; restore the best.
+    validation_fraction : float, default=0.1
+    projection : callable, optional
+        ``projection(module)`` run under ``torch.no_grad()`` after every step.
+    param_groups : list of dict, optional
+        ``{"params": [...], "lr_scale": float}``: parameters trained and their rate multipliers
+        (default: all parameters of ``module`` requiring grad, scale 1).
+    optimizer_params : dict, optional
+        Extra optimizer options (``momentum``, ``betas``, ``mu``, ``t0``, ...).
+    residual_fn : callable, optional
+        ``residual_fn(module, *batch) -> (n, k)`` for SDLM's exact Gauss-Newton diagonal.
+    generator : torch.Generator, optional
+        Shuffling, the validation split, SDLM's samples and the power method's start.
+    verbose : int, default=0
+        1: a line per pass; 2: also a progress bar over each pass's steps.
+    state : TrainState, optional
+        Continue from it: the same optimizer, counters and curves.
+    max_steps : int, optional
+        Cap on optimizer steps in this call (an unfinished pass counts as a pass).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DivergenceError
+        When the loss or the parameters become non-finite.
+
+    Examples
+    --------
+    >>> X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    >>> y = X @ torch.tensor([1.0, -2.0, 0.5])
+    >>> lin = torch.nn.Linear(3, 1)
+    >>> loss = lambda m, x, t: 0.5 * ((m(x).squeeze(1) - t) ** 2).mean()
+    >>> res = fit_module(lin, loss, (X, y), optimizer="sgd", learning_rate="auto", max_iter=50)
+    >>> res.loss_curve[-1] < 1e-6
+    True
+    """
+    data = _check_data(data)
+    train, valid = _split(data, early_stopping, validation_fraction, generator)
+    n_train = train[0].shape[0]
+    batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
+    steps_per_pass = math.ceil(n_train / batch_size)
+    groups = _groups(module, param_groups)
+    params = _flat(groups)
+    state = TrainState() if state is None else state
+    if state.no_improvement_count > n_iter_no_change:
+        state.no_improvement_count = 0  # the previous call converged; let this one train
+    result = TrainResult([], [], 0, float("nan"), False, False, state)
+    if state.optimizer is None:
+        if max_iter == 0 or max_steps == 0:  # nothing to train: "auto" stays unresolved (nan)
+            result.learning_rate = math.nan if learning_rate == "auto" else float(learning_rate)
+            return result
+        state.optimizer, state.learning_rate = _build(
+            optimizer, groups, learning_rate, optimizer_params, module, loss_fn, residual_fn,
+            train, generator, steps_per_pass,
+        )
+    else:
+        state.optimizer = _rebind(state.optimizer, groups)
+    opt = state.optimizer
+    result.learning_rate = state.learning_rate
+    _swap_average(opt, False)
+    was_training = module.training
+    module.train()
+    good = [p.detach().clone() for p in params]
+    loss_sum = params[0].new_zeros(())
+    steps = 0
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(module, *batch)
+        loss.backward()
+        return loss
+
+    try:
+        while result.n_iter < max_iter and (max_steps is None or steps < max_steps):
+            t_start = time.perf_counter()
+            order = _rows(n_train, generator, train[0]) if shuffle else None
+            bar = _Progress(steps_per_pass, f"pass {state.epoch + 1}") if verbose >= 2 else None
+            loss_sum, n_seen = params[0].new_zeros(()), 0
+            for start in range(0, n_train, batch_size):
+                if max_steps is not None and steps >= max_steps:
+                    break
+                rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+                batch = tuple(t[rows] for t in train)
+                m = batch[0].shape[0]
+                if isinstance(opt, SDLM):
+                    interval = opt.defaults["hessian_interval"] or n_train
+                    if state.samples_since_hessian >= interval:
+                        opt.set_hessian_diagonal(
+                            _estimate_hessian(opt, module, loss_fn, residual_fn, train, generator))
+                        state.samples_since_hessian = 0
+                    state.samples_since_hessian += m
+                loss = opt.step(closure)
+                if projection is not None:
+                    with torch.no_grad():
+                        projection(module)
+                loss_sum = loss_sum + loss.detach() * m
+                n_seen += m
+                steps += 1
+                state.n_steps += 1
+                if bar is not None:
+                    bar.update()
+            if bar is not None:
+                bar.close()
+            if not _all_finite(loss_sum, params):
+                with torch.no_grad():
+                    torch._foreach_copy_(params, good)
+                raise _divergence(module, loss_fn, train, optimizer, state.learning_rate,
+                                  state.epoch, generator)
+            with torch.no_grad():
+                torch._foreach_copy_(good, params)
+            mean = float(loss_sum) / n_seen
+            state.epoch += 1
+            result.n_iter += 1
+            state.loss_curve.append(mean)
+            result.loss_curve.append(mean)
+            monitored = mean
+            if valid is not None:
+                _swap_average(opt, True)
+                module.eval()
+                monitored = _mean_loss(module, loss_fn, valid, batch_size)
+                module.train()
+                state.validation_scores.append(-monitored)
+                result.validation_scores.append(-monitored)
+                if monitored < state.best_loss:
+                    state.best_params = [p.detach().clone() for p in params]
+                _swap_average(opt, False)
+            if monitored > state.best_loss - tol:
+                state.no_improvement_count += 1
+            else:
+                state.no_improvement_count = 0
+            state.best_loss = min(state.best_loss, monitored)
+            if verbose:
+                extra = f", validation loss {monitored:.6g}" if valid is not None else ""
+                print(f"pass {state.epoch}: loss {mean:.6g}{extra}, "
+                      f"{time.perf_counter() - t_start:.2f} s")
+            if state.no_improvement_count > n_iter_no_change:
+                result.converged = True
+                break
+    except KeyboardInterrupt:
+        result.interrupted = True
+        if not _all_finite(loss_sum, params):
+            with torch.no_grad():
+                torch._foreach_copy_(params, good)
+    finally:
+        module.train(was_training)
+    _swap_average(opt, True)
+    if valid is not None and state.best_params is not None:
+        with torch.no_grad():
+            torch._foreach_copy_(params, state.best_params)
+    return result
