@@ -6,6 +6,8 @@ with a reason, entries to ``EXPECTED_FAILED`` (the goal is an empty dict).
 
 import numpy as np
 
+from estimators import DictionaryLearning
+
 CHECK_PARAMS = {
     "SparseCoder": dict(dictionary=np.random.RandomState(0).randn(5, 3), device="cpu"),
     "DictionaryLearning": dict(n_components=4, max_iter=5, batch_size=16, random_state=0, device="cpu"),
@@ -19,8 +21,14 @@ CHECK_PARAMS = {
                             device="cpu"),
     "ConvSparseAutoencoder": dict(n_components=2, kernel_size=2, max_iter=2, batch_size=32,
                                   inference_max_iter=10, random_state=0, device="cpu"),
-    "DrSAE": dict(n_components=8, n_layers=3, alpha=0.01, pretrain_iter=2, max_iter=30, batch_size=16,
-                  learning_rate=0.5, random_state=0, device="cpu"),
+    "DrSAE": dict(n_components=8, n_layers=3, alpha=0.01, pretrain_iter=1, max_iter=10, batch_size=64,
+                  optimizer="adam", learning_rate=0.05, random_state=0, device="cpu"),
+    "LISTA": dict(dictionary=DictionaryLearning(n_components=4, alpha=0.1, max_iter=2, batch_size=16,
+                                                random_state=0, device="cpu"),
+                  alpha=0.1, n_layers=2, max_iter=3, batch_size=16, random_state=0, device="cpu"),
+    "LCoD": dict(dictionary=DictionaryLearning(n_components=4, alpha=0.1, max_iter=2, batch_size=16,
+                                               random_state=0, device="cpu"),
+                 alpha=0.1, n_layers=3, max_iter=3, batch_size=16, random_state=0, device="cpu"),
 }
 
 EXPECTED_FAILED: dict[str, dict[str, str]] = {}

@@ -1,0 +1,72 @@
+"""Shared setup for the benchmarks: the patch data set, timing, the SPAMS import and the energy."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from sklearn.datasets import load_sample_image
+from sklearn.feature_extraction.image import extract_patches_2d
+
+SPAMS_MISSING = ("SPAMS is not installed (it is GPL and only used here, as a peer): `pip install spams-bin`; "
+                 "its rows are skipped.")
+
+
+def import_spams():
+    """``spams`` or None, with a message when it is missing."""
+    try:
+        import spams
+    except ImportError:
+        print(SPAMS_MISSING)
+        return None
+    return spams
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """Command line shared by the benchmarks (``--device``, ``--threads``, ``--n-samples``, ...)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu", help='"cpu" (default) or "cuda"')
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for every method (default 2)")
+    p.add_argument("--n-samples", type=int, default=20000)
+    p.add_argument("--n-components", type=int, default=256)
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--skip", nargs="*", default=[], help="peer names to leave out")
+    return p
+
+
+def patches(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` centred, unit-norm 8x8 patches of scikit-learn's ``china.jpg``, float64, shape (n, 64)."""
+    img = load_sample_image("china.jpg").mean(2) / 255.0
+    P = extract_patches_2d(img, (8, 8), max_patches=n, random_state=seed).reshape(n, -1)
+    P -= P.mean(1, keepdims=True)
+    P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
+    return P
+
+
+def mean_energy(X: np.ndarray, Z: np.ndarray, D: np.ndarray, alpha: float) -> float:
+    """Mean lasso energy ``0.5*||x - z D||^2 + alpha*||z||_1`` in float64."""
+    X, Z, D = (np.asarray(a, dtype=np.float64) for a in (X, Z, D))
+    R = X - Z @ D
+    return float(np.mean(0.5 * (R * R).sum(1) + alpha * np.abs(Z).sum(1)))
+
+
+def timed(fn, device: torch.device | None = None):
+    """``(seconds, result)`` of ``fn()``, synchronising CUDA around it."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    out = fn()
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t, out
+
+
+def report(rows: list[tuple[str, float, float]], ours: str = "sparsecode") -> None:
+    """Print name, time, energy, and time ratio ours / peer for every row."""
+    t_ours = dict((r[0], r[1]) for r in rows)[ours]
+    e_ref = min(r[2] for r in rows)
+    print(f"{'method':<34}{'time (s)':>10}{'ours/peer':>11}{'energy':>14}{'rel. to best':>14}")
+    for name, t, e in rows:
+        print(f"{name:<34}{t:>10.3f}{t_ours / t:>11.2f}{e:>14.8f}{(e - e_ref) / abs(e_ref):>14.2e}")

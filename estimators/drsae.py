@@ -1,0 +1,302 @@
+"""DrSAE: the discriminative recurrent sparse auto-encoder (Rolfe & LeCun, ICLR 2013) as a classifier."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from sparsecode.modules.drsae import DrSAE as DrSAEModule
+from sparsecode.modules.drsae import supervised_loss, unsupervised_loss
+
+from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
+from ._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin
+from ._validation import check_input
+
+__all__ = ["DrSAE"]
+
+
+class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, TrainingMixin,
+            TorchEstimatorMixin, BaseEstimator):
+    """Discriminative recurrent sparse auto-encoder: a classifier whose features are sparse codes.
+
+    A recurrent ReLU encoder ``z_{t+1} = max(0, x E^T + z_t S^T - b)`` unrolled for ``n_layers``
+    steps from ``z_0 = 0``, a linear decoder ``z_T D`` and a classifier ``C`` on ``z_T / ||z_T||``
+    (:mod:`sparsecode.modules.drsae`). It starts at non-negative ISTA for a random unit-norm
+    dictionary, is pretrained for ``pretrain_iter`` passes on the sparse reconstruction loss
+    ``0.5*||x - z_T D||^2 + alpha*||z_T||_1``, then trained for up to ``max_iter`` passes on that loss
+    plus the softmax cross-entropy of the classifier. After every step the decoder atoms are kept
+    in the unit ball, the rows of ``E`` in the ball of radius ``1.25/(n_layers - 1)`` and the rows of
+    ``C`` in the ball of radius 5; each matrix's rate is divided by how often it repeats in the
+    unrolled network, ``C``'s by 5 more.
+
+    The paper scales every input to unit L2 norm; put a :class:`sklearn.preprocessing.Normalizer`
+    in front of the estimator to do the same (``alpha`` is relative to that scale).
+
+    Parameters
+    ----------
+    n_components : int, default=400
+        Hidden units (the paper's MNIST network has 400).
+    n_layers : int, default=11
+        Unrolled steps ``T`` (the paper's 11: ten nontrivial passes through ``S``).
+    alpha : float, default=0.018
+        Sparsity weight ``lambda``; 0.018 is the author code's L1 weight relative to
+        ``0.5*||x - z D||^2`` for unit-norm inputs.
+    pretrain_iter : int, default=20
+        Passes of unsupervised pretraining (0 skips it). A fixed schedule: it stops early only on
+        ``tol``, never warns.
+    optimizer : str, default="sgd"
+        As in the paper: plain SGD.
+    learning_rate : float or "auto", default=0.01
+        Base rate (the author code's 1e-2), scaled per matrix as described above.
+    max_iter : int, default=100
+        Passes of supervised training at most.
+    batch_size : int or None, default=10
+        The author code's minibatch size.
+    tol, n_iter_no_change, early_stopping, validation_fraction, warm_start, verbose
+        The shared training parameters (see :data:`estimators._training.TRAINING_PARAMETERS_DOC`).
+        ``early_stopping`` (the paper's schedule) applies to the supervised stage. ``warm_start``
+        continues the supervised stage of the previous fit without pretraining again.
+    random_state : int, RandomState instance or None, default=None
+        Initial dictionary, shuffling and the validation split.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Where the network is trained and run.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    components_ : ndarray of shape (n_components, n_features)
+        Decoder atoms ``D`` (rows, norm at most 1).
+    encoder_ : ndarray of shape (n_components, n_features)
+        ``E``.
+    explain_ : ndarray of shape (n_components, n_components)
+        The explaining-away matrix ``S``.
+    bias_ : ndarray of shape (n_components,)
+        ``b``.
+    coef_ : ndarray of shape (n_classes, n_components)
+        The classification matrix ``C`` (it acts on normalised codes).
+    step_ : float
+        The ISTA step ``a`` of the initialisation.
+    pretrain_loss_curve_ : list of float
+        Mean unsupervised loss per pretraining pass.
+    loss_curve_ : list of float
+        Mean supervised loss per pass.
+    n_iter_ : int
+        Supervised passes (all calls with ``warm_start``).
+    learning_rate_ : float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.preprocessing import normalize
+    >>> from estimators import DrSAE
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = DrSAE(n_components=32, n_layers=3, pretrain_iter=1, max_iter=3, batch_size=32,
+    ...             random_state=0, device="cpu").fit(normalize(X[:300]), y[:300])
+    >>> clf.transform(normalize(X[:2])).shape
+    (2, 32)
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "pretrain_iter": [Interval(Integral, 0, None, closed="left")],
+        **TRAINING_PARAMETER_CONSTRAINTS,
+        "random_state": ["random_state"],
+        "device": DEVICE_CONSTRAINT,
+    }
+
+    def __init__(
+        self,
+        n_components=400,
+        *,
+        n_layers=11,
+        alpha=0.018,
+        pretrain_iter=20,
+        optimizer="sgd",
+        learning_rate=0.01,
+        max_iter=100,
+        batch_size=10,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        warm_start=False,
+        verbose=0,
+        random_state=None,
+        device="auto",
+    ):
+        self.n_components = n_components
+        self.n_layers = n_layers
+        self.alpha = alpha
+        self.pretrain_iter = pretrain_iter
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.random_state = random_state
+        self.device = device
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Pretrain on the reconstruction loss, then train on reconstruction plus classification.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self
+        """
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        continuing = self.warm_start and hasattr(self, "_module")
+        X, y = check_input(self, X, y, reset=not continuing)
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        if continuing and not np.array_equal(classes, self.classes_):
+            raise ValueError(f"warm_start=True needs the classes of the first fit, {self.classes_}; "
+                             f"got {classes}.")
+        self.classes_ = classes
+        self._resolve_device()
+        generator = self._generator(check_random_state(self.random_state))
+        Xt = self._tensor(X)
+        data = (Xt, torch.as_tensor(y_index, device=self._device))
+        if not continuing:
+            self._module = self._initial_module(Xt, len(classes), generator)
+            self._train_state = None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                self._train(self._module, unsupervised_loss, data, max_iter=self.pretrain_iter,
+                            projection=DrSAEModule.project_,
+                            param_groups=self._module.param_groups(supervised=False),
+                            generator=generator)
+            self.pretrain_loss_curve_ = list(getattr(self, "loss_curve_", []))
+            self._train_state = None  # the supervised stage starts with a fresh optimizer
+        self._train(self._module, supervised_loss, data, projection=DrSAEModule.project_,
+                    param_groups=self._module.param_groups(supervised=True), generator=generator)
+        self._set_fitted_attributes()
+        return self
+
+    def _initial_module(self, X: torch.Tensor, n_classes: int, generator) -> DrSAEModule:
+        module = DrSAEModule(X.shape[1], self.n_components, n_classes, self.n_layers, self.alpha,
+                             device=X.device, dtype=X.dtype)
+        atoms = torch.randn(self.n_components, X.shape[1], generator=generator, device=X.device,
+                            dtype=X.dtype)
+        atoms = atoms / torch.linalg.vector_norm(atoms, dim=1, keepdim=True).clamp(min=1e-12)
+        self.step_ = module.init_from_dictionary(atoms)
+        return module
+
+    def _set_fitted_attributes(self) -> None:
+        module = self._module
+        self.components_ = self._numpy(module.decoder)
+        self.encoder_ = self._numpy(module.encoder)
+        self.explain_ = self._numpy(module.explain)
+        self.bias_ = self._numpy(module.bias)
+        self.coef_ = self._numpy(module.classifier)
+
+    @torch.no_grad()
+    def _codes_and_logits(self, X, logits: bool):
+        check_is_fitted(self)
+        X = check_input(self, X, reset=False)
+        Z = self._module(self._tensor(X, dtype=self._module.decoder.dtype))
+        return X.dtype, Z, (self._module.logits(Z) if logits else None)
+
+    def transform(self, X):
+        """The codes ``z_T`` of the recurrent encoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components), non-negative
+        """
+        dtype, Z, _ = self._codes_and_logits(X, logits=False)
+        return self._numpy(Z, dtype)
+
+    def decision_function(self, X):
+        """Classifier logits ``C z_T / ||z_T||``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            With two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``.
+        """
+        dtype, _, logits = self._codes_and_logits(X, logits=True)
+        if logits.shape[1] == 2:
+            logits = logits[:, 1] - logits[:, 0]
+        return self._numpy(logits, dtype)
+
+    def predict_proba(self, X):
+        """Softmax of the logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        dtype, _, logits = self._codes_and_logits(X, logits=True)
+        return self._numpy(torch.softmax(logits, dim=1), dtype)
+
+    def predict_log_proba(self, X):
+        """Log-softmax of the logits, shape ``(n_samples, n_classes)``."""
+        dtype, _, logits = self._codes_and_logits(X, logits=True)
+        return self._numpy(torch.log_softmax(logits, dim=1), dtype)
+
+    def predict(self, X):
+        """The class of largest logit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        _, _, logits = self._codes_and_logits(X, logits=True)
+        return self.classes_[self._numpy(logits.argmax(1))]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]

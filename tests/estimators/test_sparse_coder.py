@@ -1,0 +1,126 @@
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import SparseCoder as SkSparseCoder
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Lasso
+
+from estimators import SparseCoder
+from estimators._base import DeviceWarning
+from sparsecode.objectives import lasso_energy
+
+
+def _problem(seed=0, n=15, p=16, m=32):
+    rng = np.random.RandomState(seed)
+    D = rng.randn(m, p)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = (rng.randn(n, m) * (rng.rand(n, m) < 0.15)) @ D + 0.05 * rng.randn(n, p)
+    return X, D
+
+
+def _energy(X, Z, D, alpha):
+    return lasso_energy(torch.tensor(X), torch.tensor(Z, dtype=torch.float64), torch.tensor(D), alpha).numpy()
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "fista", "ista", "cd"])
+@pytest.mark.parametrize("positive", [False, True])
+def test_codes_reach_the_lasso_optimum(algorithm, positive):
+    X, D = _problem(1)
+    alpha = 0.2
+    coder = SparseCoder(D, transform_algorithm=algorithm, transform_alpha=alpha, positive_code=positive,
+                        transform_tol=1e-10, transform_max_iter=50000, device="cpu")
+    Z = coder.transform(X)
+    lasso = Lasso(alpha=alpha / X.shape[1], fit_intercept=False, tol=1e-14, max_iter=100000, positive=positive)
+    ref = np.array([lasso.fit(D.T, x).coef_ for x in X])
+    e, e_ref = _energy(X, Z, D, alpha), _energy(X, ref, D, alpha)
+    assert np.all((e - e_ref) / e_ref <= 1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["lasso_lars", "lasso_cd", "omp", "threshold", "lars"])
+def test_sklearn_algorithm_names_give_sklearn_results(algorithm):
+    X, D = _problem(2)
+    ours = SparseCoder(D, transform_algorithm=algorithm, transform_alpha=0.3, device="cpu").transform(X)
+    ref = SkSparseCoder(D, transform_algorithm=algorithm, transform_alpha=0.3).transform(X)
+    assert np.allclose(ours, ref)
+
+
+def test_transform_alpha_none_means_one_and_split_sign_round_trips():
+    X, D = _problem(3)
+    a = SparseCoder(D, device="cpu").transform(X)
+    b = SparseCoder(D, transform_alpha=1.0, device="cpu").transform(X)
+    assert np.allclose(a, b)
+    coder = SparseCoder(D, transform_alpha=0.1, split_sign=True, device="cpu")
+    split = coder.transform(X)
+    assert split.shape == (X.shape[0], 2 * D.shape[0]) and (split >= 0).all()
+    plain = SparseCoder(D, transform_alpha=0.1, device="cpu").transform(X)
+    assert np.allclose(coder.inverse_transform(split), plain @ D)
+
+
+def test_too_small_budget_warns_with_the_distance_to_convergence():
+    X, D = _problem(4)
+    with pytest.warns(ConvergenceWarning, match=r"relative duality gap is .*Increase transform_max_iter"):
+        SparseCoder(D, transform_alpha=0.01, transform_max_iter=3, transform_algorithm="ista",
+                    device="cpu").transform(X)
+
+
+def test_float32_is_preserved():
+    X, D = _problem(5)
+    Z = SparseCoder(D.astype(np.float32), transform_alpha=0.2, device="cpu").transform(X.astype(np.float32))
+    assert Z.dtype == np.float32
+
+
+def test_group_penalty_gives_block_sparse_codes():
+    X, D = _problem(6)
+    Z = SparseCoder(D, transform_alpha=0.5, groups=4, device="cpu").transform(X)
+    blocks = Z.reshape(len(X), -1, 4) != 0
+    assert (blocks.all(2) | ~blocks.any(2)).all() and blocks.any()
+    with pytest.raises(ValueError, match="does not support groups"):
+        SparseCoder(D, groups=4, transform_algorithm="cd", device="cpu").transform(X)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.array([[np.nan] * 16]), "NaN"),
+        (np.array([[np.inf] * 16]), "infinity"),
+        (np.ones(16), "2D array"),
+        (np.ones((0, 16)), "minimum of 1 is required"),
+        (np.ones((3, 5)), "X has 5 features"),
+        (np.array([["a"] * 16]), "convert"),
+        (np.ones((3, 16)) * 1j, "Complex data not supported"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(bad, match):
+    _, D = _problem(7)
+    coder = SparseCoder(D, device="cpu")
+    with pytest.raises(ValueError, match=match):
+        coder.fit_transform(bad)
+
+
+def test_bad_parameters_and_dictionary():
+    X, D = _problem(8)
+    with pytest.raises(ValueError, match="transform_algorithm"):
+        SparseCoder(D, transform_algorithm="nope").fit(X)
+    with pytest.raises(ValueError, match="device"):
+        SparseCoder(D, device="tpu").transform(X)
+    with pytest.raises(ValueError, match="NaN"):
+        SparseCoder(np.full_like(D, np.nan), device="cpu").transform(X)
+    with pytest.raises(ValueError, match="exceeds"):
+        SparseCoder(D[:2], transform_algorithm="omp", transform_n_nonzero_coefs=5, device="cpu").transform(X)
+
+
+def test_pickle_and_device_portable_load(monkeypatch):
+    X, D = _problem(9)
+    coder = SparseCoder(D, device="cpu").fit(X)
+    coder._device = torch.device("cuda")  # as if fitted on a GPU
+    blob = pickle.dumps(coder)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(DeviceWarning):
+        loaded = pickle.loads(blob)
+    assert loaded._device == torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.allclose(loaded.transform(X), SparseCoder(D, device="cpu").transform(X))
