@@ -155,8 +155,12 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
                 cand = _polish(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty, stable)
                 rel_c = _relative_gap(Xa[stable], cand, D, penalty)
                 better = rel_c < rel[stable]
-                Za = Za.index_put((stable[better],), cand[better])
-                rel = rel.index_put((stable[better],), rel_c[better])
+                accepted = stable[better]
+                Za = Za.index_put((accepted,), cand[better])
+                rel = rel.index_put((accepted,), rel_c[better])
+                # Restart the momentum from the polished point, which the next step must start from.
+                Y = Y.index_put((accepted,), cand[better])
+                t = t.index_put((accepted,), t.new_ones(accepted.numel()))
         done = rel <= tol
         out[active] = Za
         gaps[active] = rel

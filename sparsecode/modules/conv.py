@@ -1,0 +1,195 @@
+r"""Convolutional predictive sparse decomposition (ConvPSD; Kavukcuoglu et al., NIPS 2010).
+
+Energy of an image :math:`x` (``C`` channels) with feature maps :math:`z_k` ("valid" size):
+
+.. math::
+    L(x, z) = \tfrac12 \Big\|\sqrt{w}\odot\big(x - \textstyle\sum_k D_k * z_k\big)\Big\|_2^2
+    + \alpha \|z\|_1 + \gamma \sum_k \big\|z_k - f_k(W_k \star x)\big\|_2^2 ,
+
+with unit-norm decoder kernels :math:`D_k`, encoder kernels :math:`W_k` and, per map, either the
+smooth shrinkage :math:`f_k = \operatorname{sh}_{\beta_k, b_k}` (learned :math:`\beta_k, b_k`) or
+:math:`f_k = g_k \tanh` (learned gain). :math:`w` is the border weighting of
+:func:`sparsecode.conv.border_weights` (or 1), :math:`\gamma` the prediction weight (the author code
+has no 1/2 on that term).
+
+Training step (author code, ``psd.lua``): predict :math:`z^0 = f(W \star x)`; infer :math:`z^*` as
+the
+minimizer of the decoder's part, the weighted convolutional lasso (reconstruction + sparsity), by
+FISTA
+started from :math:`z^0`; take a gradient step on :math:`L(x, z^*)` in :math:`D, W, \beta, b, g`;
+renormalize every :math:`D_k` to unit norm. Test-time inference is the encoder alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..conv import (
+    border_weights,
+    conv_correlate,
+    conv_fista,
+    conv_lipschitz_constant,
+    conv_reconstruct,
+    smooth_shrink,
+)
+
+__all__ = ["ConvPSD", "CONV_ENCODERS"]
+
+CONV_ENCODERS = ("shrink", "tanh")
+
+
+@torch.no_grad()
+def _unit_norm_(D: torch.Tensor) -> torch.Tensor:
+    """In place: every kernel ``D[k]`` scaled to unit Frobenius norm (zero kernels stay zero)."""
+    norms = torch.linalg.vector_norm(D.flatten(1), dim=1).view(-1, *([1] * (D.ndim - 1)))
+    return D.div_(norms.clamp(min=torch.finfo(D.dtype).tiny))
+
+
+class ConvPSD(nn.Module):
+    """Convolutional PSD: encoder :math:`f(W \\star x)`, decoder :math:`\\sum_k D_k * z_k`.
+
+    Initialised from kernels ``D``: the decoder is ``D`` renormalized, and the encoder one ISTA step
+    from zero, ``W = D / L`` and ``b = alpha / L``, so that with ``beta -> inf`` the prediction is
+    :math:`h_{\\alpha/L}(D \\star x / L)`, FISTA's first iterate. ``beta`` defaults to ``5 / b``:
+    the
+    smooth shrinkage is then within :math:`b\\log(2)/5` of that soft threshold. The tanh encoder
+    starts
+    with gain 1.
+
+    Parameters
+    ----------
+    kernels : torch.Tensor, shape (K, C, kh, kw)
+        Initial decoder kernels; they set the device and the dtype.
+    L : float
+        Lipschitz constant of the decoder (:func:`sparsecode.conv.conv_lipschitz_constant`).
+    alpha : float, default=1.0
+        Sparsity weight of the energy.
+    encoder : {"shrink", "tanh"}, default="shrink"
+    beta : float, optional
+        Initial smooth-shrinkage sharpness (``encoder="shrink"``).
+    prediction_weight : float, default=1.0
+        Weight :math:`\\gamma` of the encoder prediction term.
+    border_weighting : bool, default=True
+        Weight the reconstruction error by kernel coverage.
+    inference_max_iter : int, default=50
+        FISTA iterations for :math:`z^*` in :meth:`training_loss`.
+    inference_tol : float, default=1e-4
+        Relative duality-gap tolerance of that FISTA.
+
+    Attributes
+    ----------
+    decoder_weight : nn.Parameter, shape (K, C, kh, kw)
+    encoder_weight : nn.Parameter, shape (K, C, kh, kw)
+    beta, threshold : nn.Parameter, shape (K,)
+        Smooth-shrinkage sharpness and threshold (``encoder="shrink"``).
+    gain : nn.Parameter, shape (K,)
+        Output gain (``encoder="tanh"``).
+
+    Examples
+    --------
+    >>> m = ConvPSD(torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(0)), L=5.0)
+    >>> m(torch.randn(2, 1, 8, 8)).shape
+    torch.Size([2, 4, 6, 6])
+    """
+
+    def __init__(
+        self,
+        kernels: torch.Tensor,
+        L: float,
+        *,
+        alpha: float = 1.0,
+        encoder: str = "shrink",
+        beta: float | None = None,
+        prediction_weight: float = 1.0,
+        border_weighting: bool = True,
+        inference_max_iter: int = 50,
+        inference_tol: float = 1e-4,
+    ):
+        super().__init__()
+        if encoder not in CONV_ENCODERS:
+            raise ValueError(f"encoder={encoder!r} is not one of {CONV_ENCODERS}.")
+        if kernels.ndim != 4:
+            raise ValueError(f"kernels must be (K, C, kh, kw); got shape {tuple(kernels.shape)}.")
+        self.encoder = encoder
+        self.alpha = float(alpha)
+        self.prediction_weight = float(prediction_weight)
+        self.border_weighting = border_weighting
+        self.inference_max_iter = inference_max_iter
+        self.inference_tol = inference_tol
+        self.decoder_weight = nn.Parameter(_unit_norm_(kernels.detach().clone()))
+        self.encoder_weight = nn.Parameter(self.decoder_weight.detach() / L)
+        K = kernels.shape[0]
+        if encoder == "shrink":
+            b = self.alpha / L
+            beta = beta if beta is not None else 5.0 / max(b, torch.finfo(kernels.dtype).tiny)
+            self.beta = nn.Parameter(kernels.new_full((K,), beta))
+            self.threshold = nn.Parameter(kernels.new_full((K,), b))
+        else:
+            self.gain = nn.Parameter(kernels.new_ones(K))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's prediction ``f(W * x)``, shape ``(n, K, H-kh+1, W-kw+1)``."""
+        s = conv_correlate(x, self.encoder_weight)
+        if self.encoder == "shrink":
+            return smooth_shrink(s, self.beta.view(-1, 1, 1), self.threshold.view(-1, 1, 1))
+        return self.gain.view(-1, 1, 1) * torch.tanh(s)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstruction :math:`\\sum_k D_k * z_k`, shape ``(n, C, H, W)``."""
+        return conv_reconstruct(z, self.decoder_weight)
+
+    def reconstruction_weights(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Border weights ``(H, W)`` for images like ``x``, or None without border weighting."""
+        if not self.border_weighting:
+            return None
+        return border_weights(x.shape[-2:], self.decoder_weight.shape[-2:], like=x)
+
+    @torch.no_grad()
+    def infer(
+        self, x: torch.Tensor, *, max_iter: int | None = None, tol: float | None = None
+    ) -> torch.Tensor:
+        """:math:`z^*`: FISTA on the weighted convolutional lasso from the prediction."""
+        weights = self.reconstruction_weights(x)
+        D = self.decoder_weight.detach()
+        L = conv_lipschitz_constant(D, x.shape[-2:], weights=weights)
+        return conv_fista(
+            x,
+            D,
+            self.alpha,
+            z0=self(x),
+            weights=weights,
+            L=L,
+            max_iter=self.inference_max_iter if max_iter is None else max_iter,
+            tol=self.inference_tol if tol is None else tol,
+        ).code
+
+    def residuals(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Residuals ``(n, C*H*W + K*h*w)``: half their squared norm is the energy's smooth part."""
+        weights = self.reconstruction_weights(x)
+        r = x - self.decode(z)
+        if weights is not None:
+            r = r * weights.sqrt()
+        p = (2 * self.prediction_weight) ** 0.5 * (z - self(x))
+        return torch.cat([r.flatten(1), p.flatten(1)], dim=1)
+
+    def energy(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Per-image energy :math:`L(x, z)` (see the module doc), shape ``(n,)``."""
+        r = self.residuals(x, z)
+        return 0.5 * (r * r).sum(1) + self.alpha * z.abs().flatten(1).sum(1)
+
+    def training_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean energy at :math:`z^*` (inferred without gradient): the loss for ``fit_module``."""
+        return self.energy(x, self.infer(x)).mean()
+
+    def training_residuals(self, x: torch.Tensor) -> torch.Tensor:
+        """Residuals at :math:`z^*`, for SDLM's Gauss-Newton diagonal."""
+        return self.residuals(x, self.infer(x))
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Unit-norm decoder kernels; ``beta > 0`` and ``threshold >= 0``."""
+        _unit_norm_(self.decoder_weight)
+        if self.encoder == "shrink":
+            self.beta.clamp_(min=torch.finfo(self.beta.dtype).eps)
+            self.threshold.clamp_(min=0)

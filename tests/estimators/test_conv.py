@@ -1,0 +1,256 @@
+"""ConvSparseCoder and ConvSparseAutoencoder: layouts, features, training, pickling, pipelines."""
+
+import copy
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from estimators import ConvSparseAutoencoder, ConvSparseCoder
+from sparsecode.conv import border_weights, conv_fista, conv_lasso_energy
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.RandomState(0).randn(6, 2, 7, 8)
+
+
+@pytest.fixture(scope="module")
+def filters():
+    return np.random.RandomState(1).randn(3, 2, 3, 2)
+
+
+def _channel_last_rows(X):
+    return np.moveaxis(X, 1, -1).reshape(len(X), -1)
+
+
+def test_coder_matches_the_engine_in_every_layout(images, filters):
+    coder = ConvSparseCoder(
+        filters, transform_alpha=0.4, transform_tol=1e-6, transform_max_iter=5000, device="cpu"
+    )
+    codes = coder.transform(images)
+    expected = conv_fista(
+        torch.from_numpy(images), torch.from_numpy(filters), 0.4, tol=1e-6, max_iter=5000
+    ).code
+    np.testing.assert_allclose(codes, expected.flatten(1).numpy(), atol=1e-10)
+    assert codes.dtype == np.float64 and codes.shape == (6, 3 * 5 * 7)
+    rows = clone(coder).set_params(image_shape=(7, 8, 2))
+    np.testing.assert_allclose(
+        rows.fit(_channel_last_rows(images)).transform(_channel_last_rows(images)), codes
+    )
+    one = ConvSparseCoder(filters[:, 0], transform_alpha=0.4, device="cpu")
+    np.testing.assert_allclose(
+        one.transform(images[:, 0]),
+        ConvSparseCoder(
+            filters[:, :1], image_shape=(7, 8), transform_alpha=0.4, device="cpu"
+        ).transform(images[:, 0].reshape(6, -1)),
+    )
+    f32 = clone(coder).set_params(transform_tol=1e-4).transform(images.astype(np.float32))
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, codes, atol=2e-2)
+
+
+def test_coder_border_weighting_and_positive_codes(images, filters):
+    X, D = torch.from_numpy(images), torch.from_numpy(filters)
+    w = border_weights((7, 8), (3, 2), like=X)
+    coder = ConvSparseCoder(
+        filters,
+        transform_alpha=0.3,
+        border_weighting=True,
+        positive_code=True,
+        transform_tol=1e-6,
+        device="cpu",
+    )
+    expected = conv_fista(X, D, 0.3, weights=w, positive=True, tol=1e-6).code
+    np.testing.assert_allclose(coder.transform(images), expected.flatten(1).numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_pooling_of_absolute_maps_keeps_partial_windows(images, filters, pooling):
+    flat = ConvSparseCoder(filters, transform_alpha=0.2, device="cpu").fit(images)
+    maps = np.abs(flat.transform(images).reshape(6, 3, 5, 7))
+    pooled = ConvSparseCoder(
+        filters, transform_alpha=0.2, pooling=pooling, pool_size=(2, 3), device="cpu"
+    )
+    out = pooled.fit(images).transform(images).reshape(6, 3, 3, 3)
+    reduce = np.max if pooling == "max" else np.mean
+    for i in range(3):
+        for j in range(3):
+            window = maps[:, :, 2 * i : 2 * i + 2, 3 * j : 3 * j + 3]
+            np.testing.assert_allclose(
+                out[:, :, i, j], reduce(window, axis=(2, 3)), rtol=1e-6, atol=1e-12
+            )
+    names = pooled.get_feature_names_out()
+    assert len(names) == 27 and names[0] == "convsparsecoder0"
+
+
+def test_coder_errors(images, filters):
+    with pytest.raises(ValueError, match="channel"):
+        ConvSparseCoder(filters[:, :1], device="cpu").transform(images)
+    with pytest.raises(ValueError, match="does not match"):
+        ConvSparseCoder(filters, image_shape=(8, 7, 2), device="cpu").fit(images)
+    with pytest.raises(ValueError, match="n_features=5"):
+        ConvSparseCoder(filters[:, :1], image_shape=(5, 1), device="cpu").fit(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="holds 12 values"):
+        ConvSparseCoder(filters, image_shape=(2, 3, 2), device="cpu").fit(np.ones((2, 10)))
+    with pytest.raises(ValueError, match="filters must be"):
+        ConvSparseCoder(np.ones((3, 3)), device="cpu").fit(np.ones((2, 10)))
+    with pytest.warns(ConvergenceWarning, match="transform_max_iter"):
+        ConvSparseCoder(filters, transform_max_iter=2, device="cpu").transform(images)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:240] / 16.0, y[:240]
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, _ = digits
+    ae = ConvSparseAutoencoder(
+        n_components=4,
+        kernel_size=3,
+        alpha=0.2,
+        image_shape=(8, 8),
+        max_iter=6,
+        batch_size=32,
+        learning_rate=1e-2,
+        inference_max_iter=30,
+        random_state=0,
+        device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return ae.fit(X)
+
+
+def test_autoencoder_trains_unit_norm_kernels_and_predicts_the_codes(fitted, digits):
+    X, _ = digits
+    assert fitted.components_.shape == (4, 1, 3, 3) and fitted.encoder_kernels_.shape == (
+        4,
+        1,
+        3,
+        3,
+    )
+    np.testing.assert_allclose(
+        np.linalg.norm(fitted.components_.reshape(4, -1), axis=1), 1, rtol=1e-5
+    )
+    curve = fitted.loss_curve_
+    assert len(curve) == fitted.n_iter_ == 6 and curve[-1] < 0.8 * curve[0]
+    assert fitted.image_shape_ == (8, 8, 1) and fitted.kernel_size_ == (3, 3)
+    encoded = fitted.transform(X)
+    assert encoded.shape == (240, 4 * 6 * 6) and encoded.dtype == np.float64
+    inferred = copy.deepcopy(fitted).set_params(transform_algorithm="inference")
+    codes = inferred.transform(X)
+    D = torch.from_numpy(fitted.components_).float()
+    Xt = torch.from_numpy(X).float().view(-1, 1, 8, 8)
+    w = border_weights((8, 8), (3, 3), like=Xt)
+
+    def energy(Z):
+        return conv_lasso_energy(Xt, torch.from_numpy(Z).float().view(-1, 4, 6, 6), D, 0.2, w)
+
+    assert bool((energy(codes) <= energy(encoded) + 1e-4).all())
+    # the encoder predicts the inferred codes better than zero does
+    assert np.linalg.norm(encoded - codes) < 0.7 * np.linalg.norm(codes)
+    assert fitted.score(X) < 0
+
+
+def test_autoencoder_layouts_dtypes_and_clipped_kernels(digits):
+    X, _ = digits
+    params = dict(
+        n_components=2,
+        kernel_size=3,
+        max_iter=1,
+        batch_size=64,
+        inference_max_iter=5,
+        random_state=0,
+        device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        rows = ConvSparseAutoencoder(image_shape=(8, 8), **params).fit(X[:64])
+        cube = ConvSparseAutoencoder(**params).fit(X[:64].reshape(-1, 8, 8))
+        f32 = ConvSparseAutoencoder(image_shape=(8, 8), **params).fit(X[:64].astype(np.float32))
+        signal = ConvSparseAutoencoder(pooling="avg", pool_size=4, **params).fit(X[:64])
+    np.testing.assert_allclose(rows.components_, cube.components_)
+    np.testing.assert_allclose(rows.transform(X[:10]), cube.transform(X[:10].reshape(-1, 8, 8)))
+    assert f32.transform(X[:5].astype(np.float32)).dtype == np.float32
+    assert f32.components_.dtype == np.float32
+    # image_shape=None: a 1 x 64 signal, so the 3x3 kernels are clipped to 1x3
+    assert signal.image_shape_ == (1, 64, 1) and signal.kernel_size_ == (1, 3)
+    assert signal.transform(X[:5]).shape == (5, 2 * 16)
+    with pytest.raises(ValueError, match="fitted on"):
+        cube.transform(X[:3].reshape(-1, 4, 16))
+    with pytest.raises(ValueError, match="holds 64 values"):
+        rows.transform(X[:3, :36].reshape(-1, 6, 6))
+
+
+def test_autoencoder_tanh_encoder_color_images_and_warm_start():
+    X = np.random.RandomState(0).rand(12, 3, 9, 9)
+    ae = ConvSparseAutoencoder(
+        n_components=3,
+        kernel_size=4,
+        encoder="tanh",
+        max_iter=2,
+        batch_size=6,
+        inference_max_iter=10,
+        warm_start=True,
+        random_state=0,
+        device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(X)
+        first = ae.components_.copy()
+        ae.fit(X)
+    assert ae.n_iter_ == 4 and ae.components_.shape == (3, 3, 4, 4)
+    assert not np.allclose(first, ae.components_)
+    assert ae.transform(X).shape == (12, 3 * 6 * 6)
+    with pytest.raises(ValueError, match="warm_start"):
+        ae.fit(X.reshape(12, 3, 3, 27))
+
+
+def test_pickle_and_clone(fitted, digits):
+    X, _ = digits
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.transform(X[:20]), fitted.transform(X[:20]))
+    fresh = clone(fitted)
+    assert not hasattr(fresh, "components_") and fresh.get_params() == fitted.get_params()
+
+
+def test_pipeline_in_grid_search(digits):
+    X, y = digits
+    pipe = Pipeline(
+        [
+            (
+                "conv",
+                ConvSparseAutoencoder(
+                    n_components=4,
+                    kernel_size=3,
+                    image_shape=(8, 8),
+                    pooling="max",
+                    max_iter=2,
+                    batch_size=64,
+                    inference_max_iter=10,
+                    random_state=0,
+                    device="cpu",
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=300)),
+        ]
+    )
+    grid = GridSearchCV(pipe, {"conv__pool_size": [2, 3]}, cv=2, n_jobs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        grid.fit(X, y)
+    assert grid.best_score_ > 0.3  # chance is 0.1
+    assert grid.predict(X[:5]).shape == (5,)
