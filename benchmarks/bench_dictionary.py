@@ -25,6 +25,7 @@ from sparsecode.solvers import sparse_encode
 
 def exact_energy(X: np.ndarray, D: np.ndarray, alpha: float) -> float:
     """Mean lasso energy of ``X`` with exact codes in the dictionary ``D`` (rows are atoms)."""
+    X, D = X.astype(np.float64), D.astype(np.float64)
     Z = sparse_encode(X, D, alpha=alpha, tol=1e-9, max_iter=100000)
     return mean_energy(X, Z, D, alpha)
 
@@ -32,14 +33,16 @@ def exact_energy(X: np.ndarray, D: np.ndarray, alpha: float) -> float:
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="precision given to sparsecode and scikit-learn (SPAMS computes in float64)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    X = patches(args.n_samples)
+    X = patches(args.n_samples).astype(args.dtype)
     n_steps = math.ceil(X.shape[0] / args.batch_size)
     K, alpha, bs = args.n_components, args.alpha, args.batch_size
     print(f"Learning {K} atoms from {X.shape[0]} patches (8x8), alpha={alpha}, batch {bs}, one pass = "
-          f"{n_steps} steps, {args.threads} threads, sparsecode on {device}.")
+          f"{n_steps} steps, {args.threads} threads, {args.dtype}, sparsecode on {device}.")
     rows = []
     est = DictionaryLearning(n_components=K, alpha=alpha, max_iter=1, batch_size=bs, random_state=0,
                              tol=0, max_no_improvement=None, device=str(device))
@@ -57,7 +60,7 @@ def main():
             rows.append(("sklearn MiniBatchDL cd", t, exact_energy(X, sk.components_, alpha)))
     spams = None if "spams" in args.skip else import_spams()
     if spams is not None:
-        Xf = np.asfortranarray(X.T)
+        Xf = np.asfortranarray(X.T, dtype=np.float64)
         t, Ds = timed(lambda: spams.trainDL(Xf, K=K, lambda1=alpha, mode=2, batchsize=bs, iter=n_steps,
                                             numThreads=args.threads, verbose=False))
         rows.append(("spams.trainDL", t, exact_energy(X, np.ascontiguousarray(Ds.T), alpha)))

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from .prox import shrink
 from .solvers import SolveResult
+from .solvers.ista import fista_momentum
 
 __all__ = [
     "conv_reconstruct",
@@ -251,14 +252,7 @@ def _chunk(X, D, Z, weights, alpha, positive, step, max_iter, tol, momentum, res
         _, WR = _weighted_residual(Xa, Y, D, weights)
         Znew = shrink(Y + step * conv_correlate(WR, D), alpha * step, positive)
         if momentum:
-            t_next = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
-            diff = Znew - Za
-            if restart:
-                bad = ((Y - Znew) * diff).flatten(1).sum(1) > 0
-                t = torch.where(bad, torch.ones_like(t), t)
-                t_next = torch.where(bad, torch.ones_like(t_next), t_next)
-            Y = Znew + ((t - 1) / t_next).view(-1, 1, 1, 1) * diff
-            t = t_next
+            Y, t = fista_momentum(Znew, Za, Y, t, restart)
         else:
             Y = Znew
         Za = Znew
