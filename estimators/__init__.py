@@ -4,6 +4,7 @@ from .conv import ConvSparseAutoencoder, ConvSparseCoder
 from .dict_learning import DictionaryLearning
 from .drsae import DrSAE
 from .group_sparse import GroupSparseAutoencoder
+from .lista import LISTA, LCoD
 from .preprocessing import ContrastNormalization, Whitening
 from .psd import PredictiveSparseDecomposition
 from .sparse_coder import SparseCoder
@@ -18,4 +19,6 @@ __all__ = [
     "ConvSparseCoder",
     "ConvSparseAutoencoder",
     "DrSAE",
+    "LISTA",
+    "LCoD",
 ]

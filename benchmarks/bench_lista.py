@@ -1,0 +1,209 @@
+"""Gregor & LeCun (2010) on natural-image patches: LISTA and LCoD against ISTA, FISTA and CoD.
+
+10x10 grayscale patches of scikit-learn's sample images (china + flower), each centred and divided by
+its standard deviation (patches with std below 0.02 of the pixel range dropped); a dictionary learned by
+``estimators.DictionaryLearning`` with ``alpha = 0.5``; exact codes ``z*`` by FISTA with support
+polishing. Reported: the relative code error ``sum ||z - z*||^2 / sum ||z*||^2`` on held-out patches
+against the operation count (multiply-adds per patch: ``n m`` for ``W x`` then ``m^2`` per ISTA/FISTA/
+LISTA step and ``m`` per CoD/LCoD step), the number of (non-restarted, the paper's) FISTA iterations each
+LISTA depth is worth, and how many CoD steps each LCoD depth is worth. LISTA and LCoD are trained with
+the estimators' default training parameters.
+
+Run ``python benchmarks/bench_lista.py [--atoms 100 400] [--device cpu] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from sklearn.datasets import load_sample_images
+from sklearn.feature_extraction.image import extract_patches_2d
+
+from estimators import LISTA, DictionaryLearning, LCoD
+from sparsecode.prox import shrink
+from sparsecode.solvers import fista, ista, lipschitz_constant
+from sparsecode.solvers.cd import cd_step
+from sparsecode.solvers.encode import solve_lasso
+
+ALPHA = 0.5
+
+
+def load_patches(n_per_image: int, size: int = 10, seed: int = 0) -> np.ndarray:
+    """Contrast-normalised ``size x size`` patches of china.jpg and flower.jpg, shuffled, float32."""
+    rng = np.random.RandomState(seed)
+    patches = []
+    for image in load_sample_images().images:
+        gray = image.astype(np.float64).mean(2) / 255.0
+        p = extract_patches_2d(gray, (size, size), max_patches=n_per_image, random_state=rng)
+        patches.append(p.reshape(len(p), -1))
+    P = np.concatenate(patches)
+    P -= P.mean(1, keepdims=True)
+    std = P.std(1)
+    P = P[std > 0.02] / std[std > 0.02, None]
+    return P[rng.permutation(len(P))].astype(np.float32)
+
+
+def relative_error(Z: torch.Tensor, Zs: torch.Tensor) -> float:
+    return float(((Z - Zs) ** 2).sum() / (Zs**2).sum())
+
+
+def fista_iterations(max_iter: int) -> list[int]:
+    """Every count up to 50, then every tenth: FISTA restarts from zero for each count."""
+    return list(range(1, min(max_iter, 50) + 1)) + list(range(60, max_iter + 1, 10))
+
+
+def classical_curves(X, D, Zs, max_iter: int, cod_steps: set[int]):
+    """Errors of ISTA after 1..max_iter iterations, of FISTA after each of :func:`fista_iterations`,
+    and of CoD after each of ``cod_steps``, as {steps: error} dicts."""
+    L = lipschitz_constant(D)
+    ista_err, Z = {}, None
+    for k in range(
+        1, max_iter + 1
+    ):  # ISTA is memoryless: one iteration at a time from the last iterate
+        Z = ista(X, D, ALPHA, z0=Z, max_iter=1, tol=0, L=L).code
+        ista_err[k] = relative_error(Z, Zs)
+    fista_err = {
+        k: relative_error(fista(X, D, ALPHA, max_iter=k, tol=0, L=L, restart=False).code, Zs)
+        for k in fista_iterations(max_iter)
+    }
+    G = D @ D.T
+    diag = torch.diagonal(G).clone()
+    S = torch.diag(diag) - G
+    B, Zc, cod_err = X @ D.T, X.new_zeros(X.shape[0], D.shape[0]), {}
+    for step in range(1, max(cod_steps) + 1):
+        B, Zc = cd_step(B, Zc, S, diag, ALPHA, False)
+        if step in cod_steps:
+            cod_err[step] = relative_error(shrink(B, ALPHA) / diag, Zs)
+    return ista_err, fista_err, cod_err
+
+
+def worth(error: float, curve) -> float:
+    """The first number of steps at which ``curve`` ({steps: error}) is at most ``error``."""
+    return next((k for k, e in sorted(curve.items()) if e <= error), float("inf"))
+
+
+def run(
+    n_components: int,
+    *,
+    n_per_image: int,
+    n_test: int,
+    lista_depths,
+    lcod_depths,
+    device: str,
+    max_iter: int | None = None,
+    classical_iter: int = 200,
+    verbose: bool = True,
+) -> dict:
+    """The whole experiment for one dictionary size; returns every curve and figure."""
+    t0 = time.perf_counter()
+    P = load_patches(n_per_image)
+    Xtr, Xte = P[:-n_test], P[-n_test:]
+    dl = DictionaryLearning(
+        n_components=n_components, alpha=ALPHA, max_iter=5, random_state=0, device=device
+    ).fit(Xtr[:20000])
+    D = dl.components_
+    dev = torch.device(device)
+    Xt, Dt = torch.from_numpy(Xte).to(dev), torch.from_numpy(D).to(dev)
+    Zs = solve_lasso(Xt, Dt, ALPHA, tol=1e-6, max_iter=10000).code
+    m, n = D.shape
+    cod_steps = set(range(1, 40 * max(lcod_depths) + 1))
+    ista_err, fista_err, cod_err = classical_curves(Xt, Dt, Zs, classical_iter, cod_steps)
+    if verbose:
+        print(
+            f"m={m}: {len(Xtr)} training and {n_test} test patches, dictionary and curves in "
+            f"{time.perf_counter() - t0:.0f} s; FISTA(10) error {fista_err[10]:.4f}"
+        )
+    extra = {} if max_iter is None else {"max_iter": max_iter}
+    out = dict(
+        n_components=m,
+        n_features=n,
+        ista=ista_err,
+        fista=fista_err,
+        cod=cod_err,
+        lista={},
+        lcod={},
+        n_train=len(Xtr),
+    )
+    for T in lista_depths:
+        t = time.perf_counter()
+        enc = LISTA(
+            dictionary=D, alpha=ALPHA, n_layers=T, random_state=0, device=device, **extra
+        ).fit(Xtr)
+        e = relative_error(torch.from_numpy(enc.transform(Xte)).to(dev), Zs)
+        out["lista"][T] = dict(
+            error=e,
+            fista_worth=worth(e, fista_err),
+            ista_worth=worth(e, ista_err),
+            passes=enc.n_iter_,
+            seconds=time.perf_counter() - t,
+        )
+        if verbose:
+            r = out["lista"][T]
+            print(
+                f"  LISTA T={T}: error {e:.4f} = FISTA({r['fista_worth']}) = ISTA({r['ista_worth']}); "
+                f"{r['passes']} passes, {r['seconds']:.0f} s",
+                flush=True,
+            )
+    for T in lcod_depths:
+        t = time.perf_counter()
+        enc = LCoD(
+            dictionary=D, alpha=ALPHA, n_layers=T, random_state=0, device=device, **extra
+        ).fit(Xtr)
+        e = relative_error(torch.from_numpy(enc.transform(Xte)).to(dev), Zs)
+        k = worth(e, cod_err)
+        out["lcod"][T] = dict(
+            error=e,
+            cod_worth=k,
+            ratio=k / T,
+            cod_at_T=cod_err[T],
+            passes=enc.n_iter_,
+            seconds=time.perf_counter() - t,
+        )
+        if verbose:
+            print(
+                f"  LCoD T={T}: error {e:.4f} (CoD at {T} steps: {cod_err[T]:.4f}) = CoD({k}) steps: "
+                f"{k / T:.1f}x fewer operations; {enc.n_iter_} passes, "
+                f"{out['lcod'][T]['seconds']:.0f} s",
+                flush=True,
+            )
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--atoms", type=int, nargs="+", default=[100])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--patches-per-image", type=int, default=25000)
+    parser.add_argument("--quick", action="store_true", help="fewer patches, depths and passes")
+    args = parser.parse_args(argv)
+    quick = dict(
+        n_per_image=3000,
+        n_test=1000,
+        lista_depths=[1, 3],
+        lcod_depths=[5],
+        max_iter=10,
+        classical_iter=60,
+    )
+    full = dict(
+        n_per_image=args.patches_per_image,
+        n_test=4000,
+        lista_depths=list(range(1, 8)),
+        lcod_depths=[5, 10, 20],
+    )
+    for m in args.atoms:
+        res = run(m, device=args.device, **(quick if args.quick else full))
+        print(
+            f"summary m={m}: FISTA iterations each LISTA depth is worth: "
+            + ", ".join(f"T={T}: {r['fista_worth']}" for T, r in res["lista"].items())
+        )
+        print(
+            f"summary m={m}: CoD steps / LCoD steps at equal error: "
+            + ", ".join(f"T={T}: {r['ratio']:.1f}" for T, r in res["lcod"].items())
+        )
+
+
+if __name__ == "__main__":
+    main()
