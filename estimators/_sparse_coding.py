@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_array
 
 from sparsecode.penalties import make_penalty
 from sparsecode.solvers.encode import SOLVERS, solve_lasso
+from sparsecode.topography import Pools, latent_group_lasso
 
 from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
 
@@ -33,6 +34,8 @@ TRANSFORM_PARAMETER_CONSTRAINTS = {
     "n_jobs": [Integral, None],
     "positive_code": ["boolean"],
     "groups": [Interval(Integral, 1, None, closed="left"), "array-like", None],
+    "topography": [tuple, list, None],
+    "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
     "device": DEVICE_CONSTRAINT,
 }
 
@@ -69,13 +72,29 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
             return self.transform_alpha
         return getattr(self, "alpha", 1.0)
 
+    def _pools(self, n_components: int) -> Pools | None:
+        """The topographic pools of ``topography`` / ``pool_size``, or None."""
+        if self.topography is None:
+            return None
+        if self.groups is not None:
+            raise ValueError("Give either groups or topography, not both.")
+        if len(self.topography) != 2:
+            raise ValueError(f"topography must be (rows, cols), got {self.topography!r}.")
+        rows, cols = (int(s) for s in self.topography)
+        if rows * cols != n_components:
+            raise ValueError(f"topography {(rows, cols)} has {rows * cols} units but there are "
+                             f"{n_components} atoms; make rows * cols equal n_components.")
+        pool = self.pool_size if isinstance(self.pool_size, Integral) else tuple(self.pool_size)
+        return Pools.torus((rows, cols), pool)
+
     def _encode(self, X: np.ndarray, dictionary, *, init=None) -> np.ndarray:
         """Codes of validated ``X``; ``dictionary`` is a numpy array or a tensor on the device."""
         algorithm = self.transform_algorithm
         alpha = self._transform_alpha()
         if algorithm in SKLEARN_ALGORITHMS:
-            if self.groups is not None:
-                raise ValueError(f"groups need transform_algorithm='auto' or 'fista', not {algorithm!r}.")
+            if self.groups is not None or self.topography is not None:
+                raise ValueError(f"groups and topography need transform_algorithm='auto' or 'fista', "
+                                 f"not {algorithm!r}.")
             D = dictionary if isinstance(dictionary, np.ndarray) else self._numpy(dictionary)
             code = sklearn_sparse_encode(
                 X, D.astype(X.dtype, copy=False), algorithm=algorithm, alpha=alpha,
@@ -85,18 +104,35 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
         else:
             Xt = self._tensor(X)
             Dt = self._tensor(dictionary, dtype=Xt.dtype)
-            groups = group_index(self.groups, Dt.shape[0])
-            if groups is not None and algorithm == "cd":
-                raise ValueError("transform_algorithm='cd' does not support groups; use 'auto' or 'fista'.")
-            penalty = make_penalty(alpha, self.positive_code, groups)
+            groups, pools = group_index(self.groups, Dt.shape[0]), self._pools(Dt.shape[0])
+            if (groups is not None or pools is not None) and algorithm == "cd":
+                raise ValueError("transform_algorithm='cd' does not support groups or topography; "
+                                 "use 'auto' or 'fista'.")
             z0 = None if init is None else self._tensor(init, dtype=Xt.dtype)
-            res = solve_lasso(Xt, Dt, penalty, algorithm=algorithm, z0=z0, positive=self.positive_code,
-                              max_iter=self.transform_max_iter, tol=self.transform_tol)
+            options = dict(z0=z0, positive=self.positive_code, max_iter=self.transform_max_iter,
+                           tol=self.transform_tol)
+            if pools is not None:
+                res = latent_group_lasso(Xt, Dt, alpha, pools, **options)
+            else:
+                penalty = make_penalty(alpha, self.positive_code, groups)
+                res = solve_lasso(Xt, Dt, penalty, algorithm=algorithm, **options)
             self._warn_not_converged(res)
             code = self._numpy(res.code, X.dtype)
         if self.split_sign:
             code = np.hstack([np.maximum(code, 0), -np.minimum(code, 0)])
         return code
+
+    def _penalty_value(self, code: np.ndarray) -> np.ndarray:
+        """Per-sample penalty of (possibly split-sign) codes, for ``score``."""
+        if self.split_sign:
+            half = code.shape[1] // 2
+            code = code[:, :half] - code[:, half:]
+        Z = torch.as_tensor(code, dtype=torch.float64)
+        alpha = self._transform_alpha()
+        pools = self._pools(Z.shape[1])
+        if pools is not None:
+            return (alpha * pools.pool(Z).sum(1)).numpy()
+        return make_penalty(alpha, False, group_index(self.groups, Z.shape[1])).value(Z).numpy()
 
     def _n_nonzero_coefs(self, shape) -> int | None:
         if self.transform_algorithm not in ("omp", "lars"):

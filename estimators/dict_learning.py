@@ -49,7 +49,7 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
     dict_init : ndarray of shape (n_components, n_features), default=None
         Initial atoms; random samples of ``X`` when None.
     transform_algorithm, transform_n_nonzero_coefs, transform_alpha, transform_max_iter, transform_tol,
-    split_sign, positive_code, groups, device
+    split_sign, positive_code, groups, topography, pool_size, device
         As in :class:`estimators.SparseCoder`; ``transform_alpha=None`` means ``alpha``, and the default
         transform solves the same problem as fit.
     verbose : bool or int, default=False
@@ -128,6 +128,8 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         tol=1e-3,
         max_no_improvement=10,
         groups=None,
+        topography=None,
+        pool_size=3,
         device="auto",
     ):
         self.n_components = n_components
@@ -152,6 +154,8 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         self.tol = tol
         self.max_no_improvement = max_no_improvement
         self.groups = groups
+        self.topography = topography
+        self.pool_size = pool_size
         self.device = device
 
     # -- fitting -------------------------------------------------------------------------------------
@@ -183,7 +187,7 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
             algorithm="auto" if self.fit_algorithm == "lars" else self.fit_algorithm,
             positive_code=self.positive_code, positive_dict=self.positive_dict,
             max_iter=self.transform_max_iter, tol=min(self.transform_tol, 1e-4), generator=generator,
-            groups=group_index(self.groups, self._n_components),
+            groups=group_index(self.groups, self._n_components), pools=self._pools(self._n_components),
         ))
 
     def _converged(self, step: int, n_samples: int, batch_cost: float, dict_diff: float) -> bool:
@@ -313,7 +317,10 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         return self._inverse(X, self.components_)
 
     def score(self, X, y=None):
-        """Minus the mean lasso energy of ``X`` at its codes (higher is better), for model selection.
+        """Minus the mean energy of ``X`` at its codes (higher is better), for model selection.
+
+        The energy is ``0.5*||x - z D||^2`` plus the penalty: ``alpha*||z||_1``, the group norms with
+        ``groups``, or the pooled values ``alpha * sum_i v_i(z)`` with ``topography``.
 
         Parameters
         ----------
@@ -328,7 +335,7 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         X = check_input(self, X, reset=False)
         code = self._encode(X, self.components_)
         residual = X - self._inverse(code, self.components_)
-        energy = 0.5 * (residual**2).sum(1) + self._transform_alpha() * np.abs(code).sum(1)
+        energy = 0.5 * (residual**2).sum(1) + self._penalty_value(code)
         return -float(energy.mean())
 
     def __sklearn_tags__(self):

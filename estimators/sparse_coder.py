@@ -43,6 +43,11 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
         not get there raises a ``ConvergenceWarning`` saying how far it is.
     groups : int, array-like or None, default=None
         Group lasso ``alpha * sum_g ||z_g||_2``: a group size, a label per atom, or lists of atom indices.
+    topography : (int, int) or None, default=None
+        Arrange the atoms on a ``rows x cols`` torus and penalise overlapping ``pool_size`` windows with
+        Gaussian weights (the topographic penalty of Kavukcuoglu et al. 2009, as a latent group lasso).
+    pool_size : int or (int, int), default=3
+        Window of each pool on the map.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
         Where the torch solvers run.
 
@@ -76,6 +81,8 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
         transform_max_iter=1000,
         transform_tol=1e-5,
         groups=None,
+        topography=None,
+        pool_size=3,
         device="auto",
     ):
         self.dictionary = dictionary
@@ -88,6 +95,8 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
         self.transform_max_iter = transform_max_iter
         self.transform_tol = transform_tol
         self.groups = groups
+        self.topography = topography
+        self.pool_size = pool_size
         self.device = device
 
     def _checked_dictionary(self, X=None) -> np.ndarray:

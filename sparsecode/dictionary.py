@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import torch
 
 from .objectives import lasso_energy
-from .penalties import make_penalty
+from .penalties import GroupL1, make_penalty
 from .prox import project_rows_to_ball
 from .solvers.encode import solve_lasso
+from .topography import latent_group_lasso
 
 __all__ = ["OnlineDictionaryState", "init_dictionary", "update_dictionary", "online_dictionary_step"]
 
@@ -105,15 +106,27 @@ def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, posi
 def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: torch.Tensor, alpha, *,
                            batch_size: int, algorithm: str = "auto", positive_code: bool = False,
                            positive_dict: bool = False, max_iter: int = 1000, tol: float = 1e-4,
-                           generator: torch.Generator | None = None, groups=None) -> torch.Tensor:
+                           generator: torch.Generator | None = None, groups=None,
+                           pools=None) -> torch.Tensor:
     """Code one minibatch, update the statistics and the dictionary (in place).
+
+    ``alpha`` is a float or a penalty; ``groups`` (group index per atom) gives the group lasso, and
+    ``pools`` (a :class:`sparsecode.topography.Pools`, possibly overlapping) the latent group lasso of
+    topographic maps.
 
     Returns the minibatch's mean lasso energy (a 0-d tensor) at the codes found before the update.
     """
-    penalty = make_penalty(alpha, positive_code, groups)
-    Z = solve_lasso(X, D, penalty, algorithm=algorithm, positive=positive_code, max_iter=max_iter,
-                    tol=tol).code
-    cost = lasso_energy(X, Z, D, penalty).mean()
+    if pools is not None:
+        res, U = latent_group_lasso(X, D, float(alpha), pools, positive=positive_code, max_iter=max_iter,
+                                    tol=tol, return_latent=True)
+        Z = res.code
+        R = X - Z @ D
+        cost = (0.5 * (R * R).sum(1) + GroupL1(float(alpha), pools.latent_groups(X.device)).value(U)).mean()
+    else:
+        penalty = make_penalty(alpha, positive_code, groups)
+        Z = solve_lasso(X, D, penalty, algorithm=algorithm, positive=positive_code, max_iter=max_iter,
+                        tol=tol).code
+        cost = lasso_energy(X, Z, D, penalty).mean()
     step = state.n_steps
     # scikit-learn's forgetting factor (MiniBatchDictionaryLearning._update_inner_stats).
     theta = (step + 1) * batch_size if step < batch_size - 1 else batch_size**2 + step + 1 - batch_size
