@@ -164,6 +164,9 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         self._resolve_device()
         self._n_components = self.n_components or X.shape[1]
+        # The penalty's structure is fixed for the fit: build it once, not at every minibatch.
+        self._group_index = group_index(self.groups, self._n_components)
+        self._pool_structure = self._pools(self._n_components)
         Xt = self._tensor(X)
         if self.dict_init is not None:
             D = check_dictionary(self.dict_init, "dict_init")
@@ -187,7 +190,7 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
             algorithm="auto" if self.fit_algorithm == "lars" else self.fit_algorithm,
             positive_code=self.positive_code, positive_dict=self.positive_dict,
             max_iter=self.transform_max_iter, tol=min(self.transform_tol, 1e-4), generator=generator,
-            groups=group_index(self.groups, self._n_components), pools=self._pools(self._n_components),
+            groups=self._group_index, pools=self._pool_structure,
         ))
 
     def _converged(self, step: int, n_samples: int, batch_cost: float, dict_diff: float) -> bool:

@@ -52,13 +52,13 @@ def init_dictionary(X: torch.Tensor, n_components: int, generator: torch.Generat
     Rows that are zero are replaced by Gaussian noise so every atom has unit norm.
     """
     n = X.shape[0]
+    gen_device = generator.device if generator is not None else "cpu"
     if n >= n_components:
-        idx = torch.randperm(n, generator=generator, device=generator.device if generator else "cpu")[:n_components]
+        idx = torch.randperm(n, generator=generator, device=gen_device)[:n_components]
     else:
-        idx = torch.randint(n, (n_components,), generator=generator,
-                            device=generator.device if generator else "cpu")
+        idx = torch.randint(n, (n_components,), generator=generator, device=gen_device)
     D = X[idx.to(X.device)].clone()
-    noise = torch.randn(D.shape, generator=generator, device=generator.device if generator else "cpu")
+    noise = torch.randn(D.shape, generator=generator, device=gen_device)
     D = D + 1e-3 * noise.to(D) * D.abs().amax().clamp(min=1.0)
     if positive:
         D.clamp_(min=0)
