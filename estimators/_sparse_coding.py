@@ -105,8 +105,8 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
             Xt = self._tensor(X)
             Dt = self._tensor(dictionary, dtype=Xt.dtype)
             groups, pools = group_index(self.groups, Dt.shape[0]), self._pools(Dt.shape[0])
-            if (groups is not None or pools is not None) and algorithm == "cd":
-                raise ValueError("transform_algorithm='cd' does not support groups or topography; "
+            if (groups is not None or pools is not None) and algorithm in ("cd", "homotopy"):
+                raise ValueError(f"transform_algorithm={algorithm!r} does not support groups or topography; "
                                  "use 'auto' or 'fista'.")
             z0 = None if init is None else self._tensor(init, dtype=Xt.dtype)
             options = dict(z0=z0, positive=self.positive_code, max_iter=self.transform_max_iter,

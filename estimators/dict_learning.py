@@ -37,9 +37,9 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         Sparsity penalty.
     max_iter : int, default=1000
         Passes over the data at most (early stopping usually ends sooner).
-    fit_algorithm : {"auto", "fista", "ista", "cd", "lars"}, default="auto"
-        Solver for the codes during fit; ``"lars"`` (scikit-learn's default name) means ``"auto"``:
-        every choice reaches the same lasso optimum.
+    fit_algorithm : {"auto", "homotopy", "fista", "ista", "cd", "lars"}, default="auto"
+        Solver for the codes during fit; ``"lars"`` (scikit-learn's default name) means ``"auto"``, the
+        homotopy (LARS-lasso) for the plain lasso: every choice reaches the same lasso optimum.
     n_jobs : int, default=None
         Used only by scikit-learn's transform algorithms.
     batch_size : int, default=256

@@ -22,10 +22,11 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
     ----------
     dictionary : ndarray of shape (n_components, n_features)
         Atoms (rows). They need not be unit-norm.
-    transform_algorithm : {"auto", "fista", "ista", "cd", "lasso_lars", "lasso_cd", "lars", "omp", \
-"threshold"}, default="auto"
-        ``"auto"`` picks the fastest torch solver for the problem; ``"fista"``, ``"ista"`` and ``"cd"``
-        (greedy coordinate descent) are the torch solvers; scikit-learn's names run scikit-learn.
+    transform_algorithm : {"auto", "homotopy", "fista", "ista", "cd", "lasso_lars", "lasso_cd", "lars", \
+"omp", "threshold"}, default="auto"
+        ``"auto"`` picks the fastest torch solver for the problem (the homotopy for the plain lasso,
+        FISTA for group penalties); ``"homotopy"`` (batched LARS-lasso), ``"fista"``, ``"ista"`` and
+        ``"cd"`` (greedy coordinate descent) are the torch solvers; scikit-learn's names run scikit-learn.
     transform_n_nonzero_coefs : int, default=None
         Non-zeros for ``"omp"`` and ``"lars"``; ``n_features // 10`` when None.
     transform_alpha : float, default=None

@@ -12,6 +12,7 @@ from .solvers import (
     SolveResult,
     coordinate_descent,
     fista,
+    homotopy,
     ista,
     lipschitz_constant,
     solve_lasso,
@@ -25,7 +26,8 @@ __all__ = [
     "resolve_device", "resolve_dtype", "as_tensor", "to_numpy", "make_generator",
     "soft_threshold", "nonneg_soft_threshold", "shrink", "group_soft_threshold", "project_rows_to_ball",
     "L1", "GroupL1", "make_penalty", "lasso_energy", "duality_gap",
-    "SolveResult", "ista", "fista", "coordinate_descent", "lipschitz_constant", "solve_lasso", "sparse_encode",
+    "SolveResult", "homotopy", "ista", "fista", "coordinate_descent", "lipschitz_constant", "solve_lasso",
+    "sparse_encode",
     "OnlineDictionaryState", "init_dictionary", "update_dictionary", "online_dictionary_step",
     "fit_module", "TrainState", "TrainResult", "DivergenceError",
 ]

@@ -55,8 +55,9 @@ def _polish(X, D, XDt, G, Z, penalty, rows):
     Solves :math:`G_{SS} z_S = (XD^T)_S - \\alpha s_S` by batched Cholesky, on supports padded to the
     largest one with identity rows, then refines with one Newton step whose right-hand side comes from
     the explicit residual :math:`(x - zD)D^T`: in float32 the rounded ``G`` and ``XD^T`` alone leave
-    errors (amplified by coherent atoms) that keep the duality gap above ``tol``. A sample keeps its code where the factorisation fails or the solution
-    flips a sign; the caller keeps the candidate only where it lowers the duality gap.
+    errors (amplified by coherent atoms) that keep the duality gap above ``tol``. A sample keeps its code
+    where the factorisation fails or the solution flips a sign; the caller keeps the candidate only where
+    it lowers the duality gap.
     """
     Zr = Z[rows]
     support = Zr != 0

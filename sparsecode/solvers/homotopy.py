@@ -1,0 +1,285 @@
+r"""The lasso homotopy (LARS-lasso, Osborne et al. 2000; Efron et al. 2004), batched over samples.
+
+For one sample, the solution path :math:`z(\lambda)` of :math:`\min_z \tfrac12\|x - zD\|^2 + \lambda\|z\|_1`
+is piecewise linear in :math:`\lambda`. With the correlations :math:`c = xD^T - zG` (:math:`G = DD^T`),
+the active set :math:`A` and its signs :math:`s_A`, the path keeps :math:`c_A = \lambda s_A` and
+:math:`|c_j| \le \lambda` elsewhere, so as :math:`\lambda` decreases by :math:`\gamma`,
+
+.. math::
+    z_A \leftarrow z_A + \gamma\, d_A, \quad d_A = G_{AA}^{-1} s_A, \qquad
+    c \leftarrow c - \gamma\, a, \quad a = d_A G_{A\cdot},
+
+until the next event: an inactive atom's correlation reaches :math:`\pm(\lambda - \gamma)` (it joins),
+an active coefficient reaches zero (it leaves), or :math:`\lambda - \gamma = \alpha` (the path has
+arrived). Starting from :math:`z = 0` at :math:`\lambda_0 = \|xD^T\|_\infty`, a sample needs about as
+many steps as its code has non-zeros, where proximal-gradient methods need hundreds of iterations to
+settle the support of codes in a coherent dictionary.
+
+The batch takes its steps together: each step costs one product ``(n, m) @ (m, m)`` for ``a`` and
+updates each sample's inverse Gram matrix :math:`G_{AA}^{-1}` by a rank-one (bordering) formula, held
+in slots padded to the largest active set so that joins and leaves are masked updates. Samples that
+have arrived leave the batch. At the end each code gets one Newton refinement on its support from the
+explicit residual (rounding accumulates along the path) and the duality gap is checked; a sample whose
+path broke down (a singular active Gram matrix, too many steps) or whose gap is above ``tol`` is
+finished by FISTA from where the path left it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..penalties import L1
+from ._result import SolveResult
+from .ista import _check_inputs, _relative_gap, default_chunk_size, fista
+
+__all__ = ["homotopy"]
+
+
+def _argmax_rows_(h: torch.Tensor, descending: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row maxima of ``h`` and the first column attaining each; ``h`` is overwritten.
+
+    ``torch.max(h, 1)`` is several times slower than a plain ``amax`` on the CPU; the index comes from
+    float ops in place: ``sign(h - max) + 1`` is 1 exactly at the maxima, and ``descending`` (n_columns
+    down to 1) makes the first of them the largest.
+    """
+    top = h.amax(1, keepdim=True)
+    first = h.sub_(top).sign_().add_(1).mul_(descending).amax(1)
+    return top.squeeze(1), (h.shape[1] - first).long()
+
+
+class _Path:
+    """The path state of a batch of samples; slot ``q`` of a sample holds atom ``idx[:, q]``.
+
+    ``free`` is 1 on the inactive atoms and 0 on the active ones (float: boolean tensors are slow on the
+    CPU). Free slots point at the dummy atom ``m`` (a zero row and column of the padded Gram matrix) and
+    hold zero code, sign and direction, and zero rows and columns of ``M``, the inverse of the active
+    Gram matrix.
+    """
+
+    fields = ("c", "lam", "free", "idx", "size", "s", "z", "d", "M", "banned", "rows", "running")
+
+    # ``M * g`` for the join, kept between steps: a fresh tensor of that size per step costs page faults
+    _work: torch.Tensor | None = None
+
+    def __init__(self, C: torch.Tensor, lam: torch.Tensor, rows: torch.Tensor, slots: int, m: int):
+        n = C.shape[0]
+        self.m = m
+        self.c, self.lam, self.rows = C, lam, rows
+        self.free = torch.ones_like(C)
+        self.idx = torch.full((n, slots), m, dtype=torch.long, device=C.device)
+        self.size = torch.zeros(n, dtype=torch.long, device=C.device)
+        self.s, self.z, self.d = (C.new_zeros((n, slots)) for _ in range(3))
+        self.M = C.new_zeros((n, slots, slots))
+        self.banned = torch.full((n,), -1, dtype=torch.long, device=C.device)  # the atom that just left
+        self.running = torch.ones(n, dtype=torch.bool, device=C.device)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        for f in self.fields:
+            setattr(self, f, getattr(self, f)[mask])
+
+    def grow(self, slots: int) -> None:
+        """Pad the slot dimension to ``slots``."""
+        extra = slots - self.idx.shape[1]
+        self.idx = torch.nn.functional.pad(self.idx, (0, extra), value=self.m)
+        self.s, self.z, self.d = (torch.nn.functional.pad(t, (0, extra)) for t in (self.s, self.z, self.d))
+        self.M = torch.nn.functional.pad(self.M, (0, extra, 0, extra))
+
+    def join(self, who: torch.Tensor, atom: torch.Tensor, sign: torch.Tensor, Gpad: torch.Tensor) -> torch.Tensor:
+        """Add ``atom`` with ``sign`` in the first free slot of the samples ``who``; returns the failures.
+
+        Bordering: with ``b = M g`` (``g`` the new atom's Gram column on the active set) and the Schur
+        complement ``sigma = G_jj - g.b``, the new inverse is ``M + bb^T/sigma`` where ``b`` carries
+        ``-1`` in the new slot, and the direction ``d = M s`` moves by ``b (b.s)/sigma``.
+        """
+        q = torch.argmax((self.idx == self.m).to(torch.int8), 1, keepdim=True)
+        g = Gpad.view(-1).take(atom.unsqueeze(1) * Gpad.shape[1] + self.idx)
+        if self._work is None or self._work.shape != self.M.shape:
+            self._work = torch.empty_like(self.M)
+        # M is symmetric: summing over dim 1 is cache-friendlier
+        b = torch.mul(self.M, g.unsqueeze(2), out=self._work).sum(1)
+        gjj = Gpad.view(-1).take(atom * (Gpad.shape[1] + 1))
+        schur = gjj - (g * b).sum(1)
+        ok = schur > 1e-4 * gjj
+        apply = who & ok
+        bs = (b * self.s).sum(1) - sign
+        b.scatter_(1, q, -1.0)
+        f = torch.where(apply, 1 / torch.where(ok, schur, 1.0), 0.0)
+        self.M.addcmul_(b.unsqueeze(2), (b * f.unsqueeze(1)).unsqueeze(1))
+        self.d.addcmul_(b, (bs * f).unsqueeze(1))
+        here = apply.unsqueeze(1)
+        self.idx.scatter_(1, q, torch.where(here, atom.unsqueeze(1), self.idx.gather(1, q)))
+        self.s.scatter_(1, q, torch.where(here, sign.unsqueeze(1), 0.0))
+        self.free.scatter_(1, atom.unsqueeze(1), torch.where(here, 0.0, self.free.gather(1, atom.unsqueeze(1))))
+        self.size += apply.long()
+        return who & ~ok
+
+    def leave(self, who: torch.Tensor, q: torch.Tensor) -> None:
+        """Remove slot ``q`` from the samples ``who``: ``M - M_q M_q^T / M_qq`` and ``d - M_q d_q / M_qq``."""
+        qq = q.unsqueeze(1)
+        k = self.M.shape[1]
+        col = self.M.view(-1, k * k).gather(1, qq * k + torch.arange(k, device=q.device))  # row q = column q
+        f = torch.where(who, 1 / torch.where(who, col.gather(1, qq).squeeze(1), 1.0), 0.0)
+        self.d.addcmul_(col, (self.d.gather(1, qq).squeeze(1) * f).unsqueeze(1), value=-1)
+        self.M.addcmul_(col.unsqueeze(2), (col * f.unsqueeze(1)).unsqueeze(1), value=-1)
+        r = torch.nonzero(who).squeeze(1)
+        qw = q[r]
+        self.M[r, qw, :] = 0
+        self.M[r, :, qw] = 0
+        self.d[r, qw] = 0
+        self.z[r, qw] = 0
+        self.s[r, qw] = 0
+        atom = self.idx[r, qw]
+        self.free[r, atom] = 1
+        self.banned[r] = atom
+        self.idx[r, qw] = self.m
+        self.size -= who.long()
+
+
+def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float, positive: bool,
+                max_steps: int):
+    """Follow the path of every sample of ``X`` down to ``alpha``; returns (codes, steps, arrived mask)."""
+    n, m = X.shape[0], D.shape[0]
+    max_slots = min(m, D.shape[1])
+    Gpad = torch.nn.functional.pad(G, (0, 1, 0, 1))  # the dummy atom m: zero Gram row and column
+    Gbag = Gpad[:, :m].contiguous()
+    C = X @ D.T
+    lam0, first = (C if positive else C.abs()).max(1)
+    out = X.new_zeros((n, m + 1))
+    arrived = lam0 <= alpha
+    start = ~arrived
+    p = _Path(C[start], lam0[start], torch.nonzero(start).squeeze(1), min(8, max_slots), m)
+    failed = torch.zeros(n, dtype=torch.bool, device=X.device)
+    tiny = torch.finfo(X.dtype).tiny
+    descending = torch.arange(m, 0, -1, dtype=X.dtype, device=X.device)
+    buffers = [torch.empty_like(p.c) for _ in range(3)]  # (n, m) scratch: fresh tensors cost page faults
+    if p.rows.numel():
+        atom = first[start]
+        p.join(p.running, atom, torch.sign(p.c.gather(1, atom.unsqueeze(1)).squeeze(1)), Gpad)
+    steps = 0
+    for step in range(1, max_steps + 1):
+        if not p.rows.numel():
+            break
+        steps = step
+        h, t1, t2 = (b[:p.c.shape[0]] for b in buffers)
+        # a = d_A G_A: a weighted sum of the active rows of G, formed without touching the inactive ones
+        a = torch.nn.functional.embedding_bag(p.idx, Gbag, per_sample_weights=p.d, mode="sum")
+        # the first atom to join maximises the inverse join time (1 -+ a) / (lam -+ c)
+        lam = p.lam.unsqueeze(1)
+        torch.sub(a, 1, out=h).div_(torch.sub(p.c, lam, out=t1).clamp_(max=-tiny))
+        if not positive:
+            torch.add(a, 1, out=t2).div_(torch.add(p.c, lam, out=t1).clamp_(min=tiny))
+            torch.maximum(h, t2, out=h)
+        h.mul_(p.free)
+        banned = p.banned.clamp(min=0).unsqueeze(1)  # an atom that just left waits one step
+        h.scatter_(1, banned, torch.where(p.banned.unsqueeze(1) >= 0, 0.0, h.gather(1, banned)))
+        h_join, j = _argmax_rows_(h, descending)
+        g_join = torch.where(h_join > 0, 1 / h_join, float("inf"))
+        g_leave, q = torch.where(p.z * p.d < 0, -p.z / p.d, float("inf")).min(1)
+        g_stop = p.lam - alpha
+        gamma = torch.minimum(torch.minimum(g_join, g_leave), g_stop).masked_fill_(~p.running, 0)
+        p.z.addcmul_(p.d, gamma.unsqueeze(1))
+        p.c.addcmul_(a, gamma.unsqueeze(1), value=-1)
+        p.lam = p.lam - gamma
+        stop = p.running & (g_stop <= torch.minimum(g_join, g_leave))
+        leave = p.running & ~stop & (g_leave < g_join)
+        join = p.running & ~stop & ~leave
+        p.banned.fill_(-1)
+        if bool(leave.any()):
+            p.leave(leave, q)
+        if bool(join.any()):
+            full = join & (p.size == p.idx.shape[1])
+            if bool(full.any()):
+                if p.idx.shape[1] >= max_slots:
+                    failed[p.rows[full]] = True
+                    stop, join = stop | full, join & ~full
+                else:
+                    p.grow(min(p.idx.shape[1] + 8, max_slots))
+            sign = torch.ones_like(gamma) if positive else torch.sign(p.c.gather(1, j.unsqueeze(1)).squeeze(1))
+            broke = p.join(join, j, sign, Gpad)
+            failed[p.rows[broke]] = True
+            stop = stop | broke
+        p.running &= ~stop
+        if int(p.running.sum()) <= 0.75 * p.rows.numel():  # drop the samples that have arrived
+            done = ~p.running
+            arrived[p.rows[done]] = True
+            out[p.rows[done]] = out.new_zeros((int(done.sum()), m + 1)).scatter_(1, p.idx[done], p.z[done])
+            p.keep(p.running)
+    arrived[p.rows[~p.running]] = True
+    arrived &= ~failed
+    out[p.rows] = out.new_zeros((p.rows.numel(), m + 1)).scatter_(1, p.idx, p.z)
+    return out[:, :m], steps, arrived
+
+
+def homotopy(
+    X: torch.Tensor,
+    D: torch.Tensor,
+    alpha: float = 1.0,
+    *,
+    z0: torch.Tensor | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-5,
+    positive: bool = False,
+    chunk_size: int | None = None,
+) -> SolveResult:
+    """Lasso codes by the homotopy (LARS-lasso) path, batched over the rows of ``X``.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (n_samples, n_features)
+    D : torch.Tensor, shape (n_components, n_features)
+        Dictionary, rows are atoms.
+    alpha : float or :class:`sparsecode.penalties.L1` with a scalar weight
+        Weight of the L1 penalty, > 0 (per-unit weights and groups: use :func:`fista`).
+    z0 : torch.Tensor, optional
+        Ignored (the path starts at zero); accepted so that the solvers are interchangeable.
+    max_iter : int
+        Path steps at most (each adds or removes one atom).
+    tol : float
+        Relative duality gap a code must reach; codes above it are finished by FISTA.
+    positive : bool
+        Non-negative codes.
+    chunk_size : int, optional
+        Samples per chunk; cache-sized on the CPU by default.
+
+    Returns
+    -------
+    SolveResult
+        ``n_iter`` counts path steps (plus FISTA's iterations where it had to finish codes).
+
+    Examples
+    --------
+    >>> D = torch.eye(3); X = torch.tensor([[2.0, 0.5, -3.0]])
+    >>> homotopy(X, D, alpha=1.0).code
+    tensor([[ 1.,  0., -2.]])
+    """
+    _check_inputs(X, D, z0)
+    if isinstance(alpha, L1):
+        alpha, positive = alpha.alpha, alpha.positive
+    if isinstance(alpha, torch.Tensor):
+        if alpha.numel() > 1:
+            raise ValueError("homotopy takes a scalar alpha; use fista for per-unit weights.")
+        alpha = alpha.item()
+    if not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ValueError(f"homotopy needs a scalar alpha > 0, got {alpha!r}; use fista for other penalties.")
+    n, m = X.shape[0], D.shape[0]
+    penalty = L1(float(alpha), positive)
+    G = D @ D.T
+    # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
+    chunk = chunk_size or 2 * default_chunk_size(m, D.shape[1], X.device)
+    Z = X.new_zeros((n, m))
+    arrived = torch.zeros(n, dtype=torch.bool, device=X.device)
+    steps = 0
+    for s in range(0, n, chunk):
+        sl = slice(s, min(s + chunk, n))
+        Z[sl], it, arrived[sl] = _path_chunk(X[sl], D, G, float(alpha), positive, max_iter)
+        steps = max(steps, it)
+    gap = _relative_gap(X, Z, D, penalty)
+    converged = arrived & (gap <= tol) if tol > 0 else arrived
+    rest = torch.nonzero(~converged).squeeze(1)
+    if rest.numel():  # a broken path, too few steps, or rounding: FISTA finishes from where it stopped
+        start = torch.nan_to_num(Z[rest], nan=0.0, posinf=0.0, neginf=0.0)
+        res = fista(X[rest], D, penalty, z0=start, max_iter=max_iter, tol=tol, positive=positive,
+                    polish=True, chunk_size=chunk_size)
+        Z[rest], gap[rest], converged[rest] = res.code, res.gap, res.converged
+        steps += res.n_iter
+    return SolveResult(Z, steps, converged, gap)

@@ -1,0 +1,135 @@
+"""The homotopy (LARS-lasso) path against ground truth: scikit-learn's Lasso, KKT, FISTA, edge cases."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Lasso
+
+from sparsecode.objectives import lasso_energy
+from sparsecode.penalties import L1
+from sparsecode.solvers import fista, homotopy, solve_lasso
+from sparsecode.solvers.homotopy import _argmax_rows_, _path_chunk
+from sparsecode.solvers.ista import _relative_gap
+
+
+def _problem(seed, n=30, p=16, m=48, coherence=2.5):
+    """Atoms sharing a common direction (coherent, as patch dictionaries are)."""
+    rng = np.random.RandomState(seed)
+    D = rng.randn(m, p) + coherence * rng.randn(1, p)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = (rng.randn(n, m) * (rng.rand(n, m) < 0.15)) @ D + 0.05 * rng.randn(n, p)
+    return torch.tensor(X), torch.tensor(D)
+
+
+def _path(X, D, alpha, positive=False):
+    """The path alone, without the FISTA finish."""
+    return _path_chunk(X, D, D @ D.T, alpha, positive, 1000)
+
+
+@pytest.mark.parametrize("seed,alpha,positive",
+                         [(0, 0.05, False), (1, 0.2, False), (2, 0.02, True), (3, 0.1, True)])
+def test_path_reaches_sklearn_lasso_optimum(seed, alpha, positive):
+    X, D = _problem(seed)
+    lasso = Lasso(alpha=alpha / X.shape[1], fit_intercept=False, tol=1e-14, max_iter=500000, positive=positive)
+    ref = torch.tensor(np.array([lasso.fit(D.numpy().T, x).coef_ for x in X.numpy()]))
+    Z, steps, arrived = _path(X, D, alpha, positive)
+    assert bool(arrived.all()) and steps < 4 * D.shape[0]
+    e, e_ref = lasso_energy(X, Z, D, alpha), lasso_energy(X, ref, D, alpha)
+    assert torch.all((e - e_ref) <= 1e-6 * e_ref)
+    assert torch.all(_relative_gap(X, Z, D, L1(alpha, positive)) <= 1e-10)
+    if positive:
+        assert bool((Z >= 0).all())
+
+
+def test_path_meets_the_kkt_conditions():
+    X, D = _problem(4, m=64)
+    alpha = 0.03
+    Z, _, arrived = _path(X, D, alpha)
+    corr = (X - Z @ D) @ D.T
+    on = Z != 0
+    assert bool(arrived.all())
+    assert torch.allclose(corr[on], alpha * torch.sign(Z[on]), atol=1e-9)
+    assert bool((corr[~on].abs() <= alpha + 1e-9).all())
+
+
+def test_atoms_leave_the_path_and_the_answer_stays_exact():
+    """Small alpha on coherent atoms: the path drops atoms on its way (steps > non-zeros)."""
+    X, D = _problem(5, n=40, m=64, coherence=4.0)
+    Z, steps, arrived = _path(X, D, 0.005)
+    assert bool(arrived.all()) and steps > int((Z != 0).sum(1).max())
+    ref = fista(X, D, 0.005, tol=1e-12, max_iter=200000, polish=True).code
+    assert torch.allclose(lasso_energy(X, Z, D, 0.005), lasso_energy(X, ref, D, 0.005), rtol=1e-9)
+
+
+def test_float32_reaches_the_gap_tolerance():
+    X, D = _problem(6, n=200)
+    res = homotopy(X.float(), D.float(), 0.05, tol=1e-6)
+    assert res.code.dtype == torch.float32 and bool(res.converged.all())
+    ref = homotopy(X, D, 0.05, tol=1e-12).code
+    assert torch.allclose(res.code.double(), ref, atol=1e-3)
+
+
+def test_duplicate_atoms_are_finished_by_fista():
+    """A singular active Gram matrix breaks the path; FISTA finishes those samples."""
+    X, D = _problem(7)
+    D = torch.cat([D, D[:4]])
+    res = homotopy(X, D, 0.05, tol=1e-10, max_iter=5000)
+    ref = fista(X, D, 0.05, tol=1e-12, max_iter=100000).code
+    assert bool(res.converged.all())
+    assert torch.allclose(lasso_energy(X, res.code, D, 0.05), lasso_energy(X, ref, D, 0.05), rtol=1e-8)
+
+
+def test_large_alpha_zero_rows_and_empty_input():
+    X, D = _problem(8)
+    X[3] = 0
+    lam_max = float((X @ D.T).abs().max())
+    res = homotopy(X, D, lam_max * 1.01)
+    assert bool((res.code == 0).all()) and res.n_iter == 0 and bool(res.converged.all())
+    assert bool((homotopy(X, D, 0.1).code[3] == 0).all())
+    empty = homotopy(X[:0], D, 0.1)
+    assert empty.code.shape == (0, D.shape[0]) and empty.converged.shape == (0,)
+
+
+def test_too_few_steps_are_reported_and_tol_zero_trusts_the_path():
+    X, D = _problem(9)
+    short = homotopy(X, D, 0.02, max_iter=3)
+    assert not bool(short.converged.all())
+    exact = homotopy(X, D, 0.02, tol=0)
+    assert bool(exact.converged.all()) and bool((exact.gap <= 1e-10).all())
+
+
+def test_chunks_agree_with_one_batch():
+    X, D = _problem(10, n=50)
+    whole, chunked = homotopy(X, D, 0.05), homotopy(X, D, 0.05, chunk_size=7)
+    assert torch.allclose(whole.code, chunked.code, atol=1e-12)
+
+
+def test_bad_penalties_are_refused():
+    X, D = _problem(11)
+    with pytest.raises(ValueError, match="scalar alpha"):
+        homotopy(X, D, torch.full((D.shape[0],), 0.1, dtype=X.dtype))
+    with pytest.raises(ValueError, match="alpha > 0"):
+        homotopy(X, D, 0.0)
+
+
+def test_auto_is_the_homotopy_from_zero_and_fista_from_a_warm_start():
+    X, D = _problem(12)
+    assert torch.equal(solve_lasso(X, D, 0.05).code, homotopy(X, D, 0.05).code)
+    warm = solve_lasso(X, D, 0.05, z0=torch.zeros(X.shape[0], D.shape[0], dtype=X.dtype), tol=1e-12,
+                       max_iter=50000)
+    assert torch.allclose(warm.code, homotopy(X, D, 0.05, tol=1e-12).code, atol=1e-8)
+    weights = torch.linspace(0.02, 0.08, D.shape[0], dtype=X.dtype)
+    assert bool(solve_lasso(X, D, weights, tol=1e-10, max_iter=50000).converged.all())
+    assert bool(solve_lasso(X, D, 0.0, tol=1e-8, max_iter=50000).converged.any())
+
+
+def test_argmax_rows_finds_the_first_maximum():
+    h = torch.tensor([[0.0, 3.0, 1.0, 3.0], [5.0, 0.0, 5.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    top, idx = _argmax_rows_(h.clone(), torch.arange(4, 0, -1, dtype=h.dtype))
+    assert torch.equal(top, torch.tensor([3.0, 5.0, 0.0])) and torch.equal(idx, torch.tensor([1, 0, 0]))
+
+
+def test_device_is_followed(device):
+    X, D = _problem(13)
+    res = homotopy(X.to(device), D.to(device), 0.05)
+    assert res.code.device.type == device.type and bool(res.converged.all())
