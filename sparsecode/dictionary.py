@@ -82,15 +82,19 @@ def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, posi
     X : torch.Tensor, optional
         Samples to redraw unused atoms from.
     """
-    m = D.shape[0]
-    dead = torch.diagonal(A) < dead_tol * torch.diagonal(A).amax().clamp(min=torch.finfo(A.dtype).tiny)
+    tiny = torch.finfo(A.dtype).tiny
+    diag = torch.diagonal(A)
+    dead = diag < dead_tol * diag.amax().clamp(min=tiny)
     dead_idx = torch.nonzero(dead).squeeze(1).tolist() if X is not None else []
-    diag = torch.diagonal(A).tolist()
-    for k in range(m):
-        if diag[k] <= 0:
-            continue
-        D[k] += (B[k] - A[k] @ D) / diag[k]
-        project_rows_to_ball(D[k:k + 1], 1.0, positive)
+    # d_k <- proj(d_k + (b_k - a_k D) / A_kk), atom after atom; row views and one addmv per atom keep
+    # the per-atom op count (the cost of this loop on small problems) low
+    rows, a_rows = D.unbind(0), A.unbind(0)
+    b_rows = (B / diag.clamp(min=tiny)[:, None]).unbind(0)
+    Dt = D.T
+    inv = (1 / diag).tolist()
+    for k in torch.nonzero(diag > 0).squeeze(1).tolist():
+        new = torch.addmv(rows[k] + b_rows[k], Dt, a_rows[k], alpha=-inv[k])
+        rows[k].copy_(project_rows_to_ball(new, 1.0, positive))
     if dead_idx:
         gen_dev = generator.device if generator is not None else "cpu"
         pick = torch.randint(X.shape[0], (len(dead_idx),), generator=generator, device=gen_dev).to(X.device)

@@ -88,5 +88,4 @@ def project_rows_to_ball(W: torch.Tensor, radius=1.0, positive: bool = False) ->
     if positive:
         W.clamp_(min=0)
     norms = torch.linalg.vector_norm(W, dim=-1, keepdim=True)
-    W.mul_(torch.clamp(radius / torch.clamp(norms, min=torch.finfo(W.dtype).tiny), max=1.0))
-    return W
+    return W.mul_(radius / norms.clamp_(min=radius))
