@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
@@ -14,6 +16,8 @@ from .ista import fista, ista
 
 __all__ = ["sparse_encode", "SOLVERS", "solve_lasso"]
 
+_HOMOTOPY_OPTIONS = set(inspect.signature(homotopy).parameters) - {"X", "D", "alpha"}
+
 SOLVERS = {"homotopy": homotopy, "fista": fista, "ista": ista, "cd": coordinate_descent}
 
 
@@ -24,14 +28,15 @@ def solve_lasso(X: torch.Tensor, D: torch.Tensor, alpha, *, algorithm: str = "au
     as many steps as its code has non-zeros, where FISTA needs hundreds of iterations to settle the
     support of codes in a coherent dictionary (``benchmarks/bench_encode.py``: 20,000 patches, 256 atoms,
     float32 on the CPU, about 3x faster than FISTA with support polishing). With a warm start
-    (``z0``), per-unit weights, groups or ``alpha=0`` it is FISTA, polishing supports under L1 penalties.
+    (``z0``), per-unit weights, groups, ``alpha=0`` or FISTA's own options (``L``, ``check_every``, ...)
+    it is FISTA, polishing supports under L1 penalties.
     """
     if algorithm == "auto":
-        if options.get("groups") is None and options.get("z0") is None and _positive_scalar(alpha):
-            algorithm = "homotopy"
-        else:
-            algorithm = "fista"
-            options.setdefault("polish", options.get("groups") is None)
+        given = {k: v for k, v in options.items() if v is not None}
+        if given.keys() <= _HOMOTOPY_OPTIONS - {"z0"} and _positive_scalar(alpha):
+            return homotopy(X, D, alpha, **given)
+        algorithm = "fista"
+        options.setdefault("polish", options.get("groups") is None)
     if algorithm not in SOLVERS:
         raise ValueError(f"algorithm={algorithm!r} is not one of {sorted(SOLVERS) + ['auto']}.")
     return SOLVERS[algorithm](X, D, alpha, **options)

@@ -121,6 +121,9 @@ def test_auto_is_the_homotopy_from_zero_and_fista_from_a_warm_start():
     weights = torch.linspace(0.02, 0.08, D.shape[0], dtype=X.dtype)
     assert bool(solve_lasso(X, D, weights, tol=1e-10, max_iter=50000).converged.all())
     assert bool(solve_lasso(X, D, 0.0, tol=1e-8, max_iter=50000).converged.any())
+    with_fista_options = solve_lasso(X, D, 0.05, L=float(torch.linalg.matrix_norm(D, 2) ** 2), check_every=5,
+                                     tol=1e-12, max_iter=50000)
+    assert torch.allclose(with_fista_options.code, homotopy(X, D, 0.05, tol=1e-12).code, atol=1e-8)
 
 
 def test_argmax_rows_finds_the_first_maximum():
