@@ -10,8 +10,9 @@ error 1.08% for 784-400^11-10). ``DIR`` holds the four IDX files from the MNIST 
 (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
 ``t10k-labels-idx1-ubyte``, gzip-compressed or not; see ``benchmarks/mnist.py``). The 60,000 training
 images are scaled to unit norm; DrSAE holds out 10,000 of them for early stopping
-(``validation_fraction=1/6``), 400 hidden units, T = 11, SGD with the author code's rate 1e-2 and
-minibatch 10, 100 pretraining passes; the error is measured on the 10,000 test images. This takes
+(``validation_fraction=1/6``), 400 hidden units, T = 11, the estimator's defaults from the author code
+(SGD, rate 1e-2, minibatch 10, decay 5e-7 per sample, reconstruction weight 5, 100 pretraining
+passes); the error is measured on the 10,000 test images. This takes
 hours on a CPU: use ``--device cuda``. Example::
 
     PYTHONPATH=. python benchmarks/bench_drsae.py --mnist ~/data/mnist --device cuda

@@ -88,6 +88,7 @@ class TrainingMixin:
         max_iter: int | None = None,
         max_steps: int | None = None,
         reset: bool = True,
+        lr_decay: float = 0.0,
     ) -> TrainResult:
         """Run :func:`sparsecode.train.fit_module` with this estimator's parameters.
 
@@ -101,6 +102,9 @@ generator, max_steps
         reset : bool, default=True
             Start a new optimizer unless ``warm_start`` is set; False (``partial_fit``) always
             continues the stored state.
+        lr_decay : float, default=0.0
+            Torch7's ``learningRateDecay`` counted in samples seen (see
+            :func:`sparsecode.train.fit_module`); each estimator chooses its own value.
 
         Returns
         -------
@@ -136,6 +140,7 @@ generator, max_steps
                 verbose=int(self.verbose),
                 state=state,
                 max_steps=max_steps,
+                lr_decay=lr_decay,
             )
         except DivergenceError:
             self._train_state = None

@@ -6,7 +6,9 @@ gives for numpy images such as :func:`sklearn.datasets.load_sample_images`; for 
 ``(H, W)`` image). ``image_shape=None`` reads a 2-D row as a one-row image ``(1, n_features / C)``,
 i.e. a 1-D signal. ``transform`` returns 2-D features: the feature maps flattened map by map, or
 their absolute values max- or average-pooled over ``pool_size`` windows (partial windows at the
-right and bottom edges are kept).
+right and bottom edges are kept). ``inverse_transform`` rebuilds the images
+``sum_k D_k * z_k`` from unpooled features, as 2-D channel-last rows; pooled features (``|z|``
+summaries) cannot be decoded and raise a ValueError.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from sparsecode.conv import (
+    ConvOperator,
     border_weights,
     code_size,
     conv_fista,
@@ -149,6 +152,29 @@ class _ConvImagesMixin:
             pool = F.max_pool2d if self.pooling == "max" else F.avg_pool2d
             Z = pool(Z.abs(), window, stride=window, ceil_mode=True)
         return Z.flatten(1)
+
+    def _decode(self, X, D, map_size) -> np.ndarray:
+        """Unpooled 2-D features -> images ``sum_k D_k * z_k`` as 2-D channel-last rows.
+
+        ``D`` (kernels, ndarray or tensor) is used in the dtype of ``X`` (float64, else float32).
+        """
+        if self.pooling is not None:
+            raise ValueError(
+                f"inverse_transform needs the feature maps themselves: features pooled with "
+                f"pooling={self.pooling!r} (|z| summaries) cannot be decoded; use pooling=None."
+            )
+        X = check_array(X, dtype=[np.float64, np.float32])
+        K, (h, w), (H, W) = D.shape[0], map_size, self.image_shape_[:2]
+        if X.shape[1] != K * h * w:
+            raise ValueError(
+                f"X has {X.shape[1]} features; inverse_transform expects {K * h * w} "
+                f"({K} maps of {h}x{w})."
+            )
+        Z = self._tensor(X).view(-1, K, h, w)
+        D = D.to(Z) if isinstance(D, torch.Tensor) else self._tensor(D, dtype=Z.dtype)
+        with torch.no_grad():
+            images = ConvOperator(D, (H, W)).reconstruct(Z)
+        return self._numpy(images.permute(0, 2, 3, 1).reshape(len(X), -1), X.dtype)
 
     def _n_features_for(self, n_components: int, map_size) -> int:
         window = self._pool_window(map_size)
@@ -321,6 +347,23 @@ class ConvSparseCoder(
         )
         SparseCodingMixin._warn_not_converged(self, res)
         return self._numpy(self._features(res.code), X.dtype)
+
+    def inverse_transform(self, X):
+        """Images ``sum_k D_k * z_k`` rebuilt from unpooled features (``pooling=None``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components * h * w)
+            Flattened feature maps, as :meth:`transform` returns them.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, H*W*C)
+            Channel-last rows of the image shape seen by ``fit``.
+        """
+        check_is_fitted(self)
+        D = self._kernels()
+        return self._decode(X, D, code_size(self.image_shape_[:2], D.shape[2:]))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -577,6 +620,27 @@ class ConvSparseAutoencoder(
         """
         Xt, dtype = self._input(X)
         return self._numpy(self._features(self._maps(Xt)), dtype)
+
+    def inverse_transform(self, X):
+        """Images ``sum_k D_k * z_k`` decoded from unpooled features (``pooling=None``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components * h * w)
+            Flattened feature maps, as :meth:`transform` returns them.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, H*W*C)
+            Channel-last rows (``(H, W)`` images flattened for one channel), whatever the layout
+            ``fit`` saw.
+        """
+        check_is_fitted(self)
+        return self._decode(
+            X,
+            self._module.decoder_weight.detach(),
+            code_size(self.image_shape_[:2], self.kernel_size_),
+        )
 
     def score(self, X, y=None):
         """Minus the mean energy of the images at their inferred maps (higher is better)."""

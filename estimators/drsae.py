@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.modules.drsae import DrSAE as DrSAEModule
 from sparsecode.modules.drsae import supervised_loss, unsupervised_loss
+from sparsecode.train import TrainState
 
 from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
 from ._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin
@@ -36,13 +37,17 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
 
     A recurrent ReLU encoder ``z_{t+1} = max(0, x E^T + z_t S^T - b)`` unrolled for ``n_layers``
     steps from ``z_0 = 0``, a linear decoder ``z_T D`` and a classifier ``C`` on ``z_T / ||z_T||``
-    (:mod:`sparsecode.modules.drsae`). It starts at non-negative ISTA for a random unit-norm
-    dictionary, is pretrained for ``pretrain_iter`` passes on the sparse reconstruction loss
-    ``0.5*||x - z_T D||^2 + alpha*||z_T||_1``, then trained for up to ``max_iter`` passes on that loss
-    plus the softmax cross-entropy of the classifier. After every step the decoder atoms are kept
-    in the unit ball, the rows of ``E`` in the ball of radius ``1.25/(n_layers - 1)`` and the rows of
-    ``C`` in the ball of radius 5; each matrix's rate is divided by how often it repeats in the
-    unrolled network, ``C``'s by 5 more.
+    (:mod:`sparsecode.modules.drsae`). It starts at non-negative ISTA for a dictionary whose atoms
+    are, as in the author code, uniform noise in ``[-1/sqrt(n_components), 1/sqrt(n_components)]``
+    plus a quarter of a random training sample, normalised to unit norm. It is pretrained for
+    ``pretrain_iter`` passes on ``w * L^U``, ``L^U = 0.5*||x - z_T D||^2 + alpha*||z_T||_1`` with
+    ``w = reconstruction_weight``, then trained for up to ``max_iter`` passes on ``w * L^U`` plus the
+    softmax cross-entropy of the classifier. After every step the decoder atoms are kept in the unit
+    ball, the rows of ``E`` in the ball of radius ``1.25/(n_layers - 1)`` and the rows of ``C`` in the
+    ball of radius 5; each matrix's rate is divided by how often it repeats in the unrolled network,
+    ``C``'s by 5 more, and every rate decays as ``eta / (1 + lr_decay * n)`` with ``n`` the samples
+    seen since the start of pretraining (Torch7's ``learningRateDecay``; the clock runs on from
+    pretraining into the supervised stage, as in the author code).
 
     The paper scales every input to unit L2 norm; put a :class:`sklearn.preprocessing.Normalizer`
     in front of the estimator to do the same (``alpha`` is relative to that scale).
@@ -56,13 +61,19 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
     alpha : float, default=0.018
         Sparsity weight ``lambda``; 0.018 is the author code's L1 weight relative to
         ``0.5*||x - z D||^2`` for unit-norm inputs.
-    pretrain_iter : int, default=20
-        Passes of unsupervised pretraining (0 skips it). A fixed schedule: it stops early only on
-        ``tol``, never warns.
+    reconstruction_weight : float, default=5.0
+        The weight ``w`` of ``L^U`` against the cross-entropy: 5 in the author code (``rec_mag``;
+        its L1 weight is ``0.09 = 5 * 0.018``), 1 in the paper's text.
+    pretrain_iter : int, default=100
+        Passes of unsupervised pretraining (0 skips it; the author code's 100). A fixed schedule:
+        it stops early only on ``tol``, never warns.
     optimizer : str, default="sgd"
         As in the paper: plain SGD.
     learning_rate : float or "auto", default=0.01
-        Base rate (the author code's 1e-2), scaled per matrix as described above.
+        Base rate (the author code's 1e-2 on the minibatch-mean loss), scaled per matrix as
+        described above.
+    lr_decay : float, default=5e-7
+        Rate decay per training sample seen (the author code's 5e-7); 0 keeps the rate constant.
     max_iter : int, default=100
         Passes of supervised training at most.
     batch_size : int or None, default=10
@@ -117,6 +128,8 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
+        "lr_decay": [Interval(Real, 0, None, closed="left")],
         "pretrain_iter": [Interval(Integral, 0, None, closed="left")],
         **TRAINING_PARAMETER_CONSTRAINTS,
         "random_state": ["random_state"],
@@ -129,9 +142,11 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         *,
         n_layers=11,
         alpha=0.018,
-        pretrain_iter=20,
+        reconstruction_weight=5.0,
+        pretrain_iter=100,
         optimizer="sgd",
         learning_rate=0.01,
+        lr_decay=5e-7,
         max_iter=100,
         batch_size=10,
         tol=1e-4,
@@ -146,9 +161,11 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         self.n_components = n_components
         self.n_layers = n_layers
         self.alpha = alpha
+        self.reconstruction_weight = reconstruction_weight
         self.pretrain_iter = pretrain_iter
         self.optimizer = optimizer
         self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.tol = tol
@@ -193,22 +210,28 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
             self._train_state = None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                self._train(self._module, unsupervised_loss, data, max_iter=self.pretrain_iter,
-                            projection=DrSAEModule.project_,
-                            param_groups=self._module.param_groups(supervised=False),
-                            generator=generator)
+                pretrain = self._train(self._module, unsupervised_loss, data,
+                                       max_iter=self.pretrain_iter, projection=DrSAEModule.project_,
+                                       param_groups=self._module.param_groups(supervised=False),
+                                       generator=generator, lr_decay=self.lr_decay)
             self.pretrain_loss_curve_ = list(getattr(self, "loss_curve_", []))
-            self._train_state = None  # the supervised stage starts with a fresh optimizer
+            # a fresh optimizer for the supervised stage; the decay clock runs on
+            self._train_state = TrainState(n_samples_seen=pretrain.state.n_samples_seen)
         self._train(self._module, supervised_loss, data, projection=DrSAEModule.project_,
-                    param_groups=self._module.param_groups(supervised=True), generator=generator)
+                    param_groups=self._module.param_groups(supervised=True), generator=generator,
+                    lr_decay=self.lr_decay, reset=False)
         self._set_fitted_attributes()
         return self
 
     def _initial_module(self, X: torch.Tensor, n_classes: int, generator) -> DrSAEModule:
         module = DrSAEModule(X.shape[1], self.n_components, n_classes, self.n_layers, self.alpha,
-                             device=X.device, dtype=X.dtype)
-        atoms = torch.randn(self.n_components, X.shape[1], generator=generator, device=X.device,
-                            dtype=X.dtype)
+                             reconstruction_weight=self.reconstruction_weight, device=X.device,
+                             dtype=X.dtype)
+        options = dict(generator=generator, device=X.device, dtype=X.dtype)
+        noise = (2 * torch.rand(self.n_components, X.shape[1], **options) - 1) / self.n_components ** 0.5
+        samples = torch.randint(0, X.shape[0], (self.n_components,), generator=generator,
+                                device=X.device)
+        atoms = noise + 0.25 * X[samples]
         atoms = atoms / torch.linalg.vector_norm(atoms, dim=1, keepdim=True).clamp(min=1e-12)
         self.step_ = module.init_from_dictionary(atoms)
         return module

@@ -4,18 +4,26 @@ DrSAE on digits: part-units, categorical units and accuracy against T
 =====================================================================
 
 A discriminative recurrent sparse auto-encoder (Rolfe & LeCun, ICLR 2013) is trained on
-scikit-learn's 8x8 digits, each image scaled to unit L2 norm. Following the paper, every hidden
-unit is placed on the part/categorical continuum by the angle between its encoder row ``E_i`` and
-its decoder atom ``D_i``: units below 0.5 rad follow ISTA (*part-units*), units above 0.7 rad are
-*categorical units*, which the paper finds to have strong classifier weights and whole-digit
-prototypes as decoders. The first figure shows the decoder atoms sorted by that angle, each
-categorical unit labelled with the class of its largest classifier weight; the second, held-out
-accuracy against the number of unrolled steps ``T``.
+scikit-learn's 8x8 digits, each image scaled to unit L2 norm, 30% held out.
 
-What to expect at this budget (45 Adam passes over 1,257 images, against the paper's hundreds of SGD
-passes over 50,000): the decoders are still close to their random start and almost every unit lies
-above 0.7 rad, so the paper's split into part-units and categorical units is not reproduced here;
-accuracy is about 0.98 for every T >= 2 (T = 1 is lower).
+Units. The paper places every hidden unit on a part/categorical continuum by the angle between its
+encoder row ``E_i`` and its decoder atom ``D_i`` (0 for ISTA, where ``E = a D``): units below
+0.5 rad are *part-units*, units above 0.7 rad *categorical units* (the paper's heuristic thresholds,
+its section 3). Its figure 3 plots, against that angle, the norm of the classifier column ``C_i``
+and of the recurrent row ``(S - I)_i``: part-units form a dense cloud at small angle with weak
+classifier and recurrent weights; categorical units a tail at larger angle with strong ones, and
+whole-digit prototypes as decoders. The first figure redraws that scatter for the trained network,
+the second shows the decoder atoms sorted by angle (categorical units labelled with the class of
+their largest classifier weight).
+
+Depth. The third figure is held-out accuracy against the number of unrolled steps ``T``, the mean
+over seeds, same schedule for every ``T``.
+
+What to expect at this budget (25 Adam passes over 1,257 images against the paper's hundreds of SGD
+passes over 50,000 MNIST images): accuracy about 0.98 for every ``T >= 2`` (the paper's T=11 against
+T=2 gap, 1.21% against 1.49% error on MNIST, is inside the seed noise here), and the angles spread
+over a continuum instead of splitting into two clean groups; the printout says how many units fall
+on each side and how their classifier and recurrent weights compare.
 
 Run ``python examples/plot_drsae.py`` (``--quick`` or ``SPARSECODE_QUICK=1`` for a smoke run).
 Figures go to ``examples/output/``.
@@ -48,31 +56,52 @@ warnings.simplefilter("ignore", ConvergenceWarning)
 
 X, y = load_digits(return_X_y=True)
 Xtr, Xte, ytr, yte = train_test_split(normalize(X), y, test_size=0.3, random_state=0, stratify=y)
-params = dict(optimizer="adam", learning_rate=1e-3, batch_size=32, tol=0, random_state=0, device="cpu",
-              pretrain_iter=2 if QUICK else 5, max_iter=3 if QUICK else 40)
+params = dict(n_components=64, optimizer="adam", learning_rate=3e-3, batch_size=32, lr_decay=0.0,
+              tol=0, device="cpu", pretrain_iter=2 if QUICK else 5, max_iter=3 if QUICK else 20)
+PART, CATEGORICAL = 0.5, 0.7  # radians, the paper's thresholds
 
 # %%
-# Train T = 11 and sort the units by encoder/decoder angle
-clf = DrSAE(n_components=100, n_layers=11, **params).fit(Xtr, ytr)
-print(f"T=11, 100 units: held-out accuracy {clf.score(Xte, yte):.4f}")
-E, D, C = clf.encoder_, clf.components_, clf.coef_
+# Train T = 11 and place the units by encoder/decoder angle
+clf = DrSAE(n_layers=11, random_state=0, **params).fit(Xtr, ytr)
+print(f"T=11, {clf.n_components} units: held-out accuracy {clf.score(Xte, yte):.4f}")
+E, D, C, S = clf.encoder_, clf.components_, clf.coef_, clf.explain_
 cosine = (E * D).sum(1) / np.maximum(np.linalg.norm(E, axis=1) * np.linalg.norm(D, axis=1), 1e-12)
 angle = np.arccos(np.clip(cosine, -1, 1))
-order = np.argsort(angle)
-part, categorical = angle < 0.5, angle > 0.7
-print(f"part-units (< 0.5 rad): {part.sum()}, categorical units (> 0.7 rad): {categorical.sum()}, "
+classifier_norm = np.linalg.norm(C, axis=0)
+recurrent_norm = np.linalg.norm(S - np.eye(len(S)), axis=1)
+part, categorical = angle < PART, angle > CATEGORICAL
+print(f"angles: min {angle.min():.2f}, median {np.median(angle):.2f}, max {angle.max():.2f} rad; "
+      f"part-units (< {PART}): {part.sum()}, categorical (> {CATEGORICAL}): {categorical.sum()}, "
       f"in between: {(~part & ~categorical).sum()}")
-strength = np.linalg.norm(C, axis=0)
-if part.any() and categorical.any():
-    print(f"mean classifier weight norm: part {strength[part].mean():.3f}, "
-          f"categorical {strength[categorical].mean():.3f}")
+for name, group in (("part", part), ("in between", ~part & ~categorical), ("categorical", categorical)):
+    if group.any():
+        print(f"  {name:<12} mean ||C_i|| {classifier_norm[group].mean():.3f}, "
+              f"mean ||(S - I)_i|| {recurrent_norm[group].mean():.3f}, "
+              f"mean decoder pixel {D[group].mean():+.3f}")
+print(f"correlation of the angle with ||C_i||: {np.corrcoef(angle, classifier_norm)[0, 1]:+.2f}, "
+      f"with ||(S - I)_i||: {np.corrcoef(angle, recurrent_norm)[0, 1]:+.2f}")
 
-fig, axes = plt.subplots(10, 10, figsize=(9, 10))
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+for ax, values, label in ((axes[0], recurrent_norm, "||(S - I)_i||"), (axes[1], classifier_norm, "||C_i||")):
+    ax.scatter(angle, values, s=12, c=np.where(categorical, "C3", np.where(part, "C0", "0.5")))
+    for threshold in (PART, CATEGORICAL):
+        ax.axvline(threshold, color="k", lw=0.6, ls="--")
+    ax.set_xlabel("angle between E_i and D_i (rad)")
+    ax.set_ylabel(label)
+fig.suptitle("Units of a trained DrSAE (paper fig. 3): part-units blue, categorical red")
+fig.tight_layout()
+fig.savefig(OUT / "drsae_unit_types.png", dpi=110)
+print(f"saved {OUT / 'drsae_unit_types.png'}")
+
+order = np.argsort(angle)
+side = int(np.ceil(np.sqrt(len(order))))
+fig, axes = plt.subplots(side, side, figsize=(9, 10))
+for ax in axes.ravel():
+    ax.axis("off")
 for ax, unit in zip(axes.ravel(), order):
     ax.imshow(D[unit].reshape(8, 8), cmap="gray_r")
-    ax.set_xticks([]), ax.set_yticks([])
-    kind = "part" if part[unit] else ("cat " + str(clf.classes_[np.abs(C[:, unit]).argmax()])
-                                      if categorical[unit] else "mid")
+    kind = ("part" if part[unit] else
+            f"cat {clf.classes_[np.abs(C[:, unit]).argmax()]}" if categorical[unit] else "mid")
     ax.set_title(f"{angle[unit]:.2f} {kind}", fontsize=6, color="C3" if categorical[unit] else "k")
 fig.suptitle("Decoder atoms sorted by encoder/decoder angle (rad): part-units first, categorical last")
 fig.tight_layout()
@@ -80,19 +109,20 @@ fig.savefig(OUT / "drsae_units.png", dpi=110)
 print(f"saved {OUT / 'drsae_units.png'}")
 
 # %%
-# Held-out accuracy against the number of unrolled steps T
+# Held-out accuracy against the number of unrolled steps T (mean over seeds)
 depths = [2, 11] if QUICK else [1, 2, 4, 7, 11]
+seeds = [0] if QUICK else [0, 1]
 accuracy = []
 for T in depths:
-    model = DrSAE(n_components=64, n_layers=T, **params).fit(Xtr, ytr)
-    accuracy.append(model.score(Xte, yte))
-    print(f"T={T:2d}, 64 units: held-out accuracy {accuracy[-1]:.4f}, "
-          f"final training loss {model.loss_curve_[-1]:.4f}")
+    scores = [DrSAE(n_layers=T, random_state=s, **params).fit(Xtr, ytr).score(Xte, yte) for s in seeds]
+    accuracy.append(np.mean(scores))
+    print(f"T={T:2d}: held-out accuracy {accuracy[-1]:.4f} (seeds {seeds}: "
+          + ", ".join(f"{a:.4f}" for a in scores) + ")")
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.plot(depths, accuracy, "o-")
 ax.set_xlabel("unrolled steps T")
 ax.set_ylabel("held-out accuracy")
-ax.set_title("DrSAE on digits (64 units)")
+ax.set_title(f"DrSAE on digits ({params['n_components']} units, mean of {len(seeds)} seeds)")
 fig.tight_layout()
 fig.savefig(OUT / "drsae_accuracy_vs_T.png", dpi=110)
 print(f"saved {OUT / 'drsae_accuracy_vs_T.png'}")

@@ -11,6 +11,17 @@ convergence, on ``L_e`` or, with ``early_stopping``, on the validation loss ``V_
     \qquad \text{stop when } c > \text{n\_iter\_no\_change}.
 
 With early stopping the parameters of the best validation loss are restored at the end.
+
+``lr_decay`` is Torch7's ``learningRateDecay`` counted in training samples seen: before every step,
+each parameter group's rate is
+
+.. math::
+
+    \eta_t = \frac{\eta\, s_g}{1 + \text{lr\_decay}\; n_t},
+
+with :math:`\eta` the base rate, :math:`s_g` the group's ``lr_scale`` and :math:`n_t` the samples seen
+by the earlier steps of all calls (``TrainState.n_samples_seen``).
+
 Optimizer specifics: SDLM's Gauss-Newton diagonal is (re-)estimated here
 (:func:`sparsecode.optim.gauss_newton_diagonal`), ASGD's averaged weights are swapped in at the
 end and for validation, and ``learning_rate="auto"`` comes from the power method
@@ -79,6 +90,8 @@ class TrainState:
         Parameters at the best validation loss (early stopping).
     samples_since_hessian : int
         Training samples seen since SDLM's last Hessian estimate.
+    n_samples_seen : int
+        Training samples seen by all the optimizer steps (the clock of ``lr_decay``).
     """
 
     optimizer: torch.optim.Optimizer | None = None
@@ -91,6 +104,7 @@ class TrainState:
     learning_rate: float | None = None
     best_params: list[torch.Tensor] | None = None
     samples_since_hessian: int = 0
+    n_samples_seen: int = 0
 
 
 @dataclass
@@ -240,6 +254,12 @@ def _build(optimizer, groups, learning_rate, options, module, loss_fn, residual_
     return opt, float(learning_rate)
 
 
+def _decay_rates(optimizer: torch.optim.Optimizer, lr_decay: float, n_seen: int) -> None:
+    """Set every group's rate to its undecayed rate (kept as ``"base_lr"``) over ``1 + lr_decay n``."""
+    for g in optimizer.param_groups:
+        g["lr"] = g.setdefault("base_lr", g["lr"]) / (1.0 + lr_decay * n_seen)
+
+
 def _swap_average(optimizer, averaged: bool) -> None:
     if isinstance(optimizer, ASGD) and optimizer.swapped != averaged:
         optimizer.swap_average()
@@ -302,6 +322,7 @@ def fit_module(
     verbose: int = 0,
     state: TrainState | None = None,
     max_steps: int | None = None,
+    lr_decay: float = 0.0,
 ) -> TrainResult:
     """Train ``module`` by minimizing ``loss_fn`` over ``data`` (see the module doc).
 
@@ -343,6 +364,9 @@ def fit_module(
         Continue from it: the same optimizer, counters and curves.
     max_steps : int, optional
         Cap on optimizer steps in this call (an unfinished pass counts as a pass).
+    lr_decay : float, default=0.0
+        Torch7's ``learningRateDecay`` in samples: step ``t`` uses ``rate / (1 + lr_decay * n_t)``
+        in every group (``lr_scale`` kept), ``n_t`` the samples seen before it in all calls.
 
     Returns
     -------
@@ -364,6 +388,8 @@ def fit_module(
     True
     """
     data = _check_data(data)
+    if not (lr_decay >= 0.0 and math.isfinite(lr_decay)):
+        raise ValueError(f"lr_decay must be a finite number >= 0, got {lr_decay}.")
     train, valid = _split(data, early_stopping, validation_fraction, generator)
     n_train = train[0].shape[0]
     batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
@@ -418,7 +444,10 @@ def fit_module(
                             _estimate_hessian(opt, module, loss_fn, residual_fn, train, generator))
                         state.samples_since_hessian = 0
                     state.samples_since_hessian += m
+                if lr_decay > 0.0:
+                    _decay_rates(opt, lr_decay, state.n_samples_seen)
                 loss = opt.step(closure)
+                state.n_samples_seen += m
                 if projection is not None:
                     with torch.no_grad():
                         projection(module)

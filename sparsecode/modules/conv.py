@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from ..conv import (
+    ConvOperator,
     border_weights,
     conv_correlate,
     conv_fista,
     conv_lipschitz_constant,
-    conv_reconstruct,
     smooth_shrink,
 )
 
@@ -136,8 +136,10 @@ class ConvPSD(nn.Module):
         return self.gain.view(-1, 1, 1) * torch.tanh(s)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Reconstruction :math:`\\sum_k D_k * z_k`, shape ``(n, C, H, W)``."""
-        return conv_reconstruct(z, self.decoder_weight)
+        """Reconstruction :math:`\\sum_k D_k * z_k`, shape ``(n, C, H, W)`` (differentiable)."""
+        kh, kw = self.decoder_weight.shape[-2:]
+        size = (z.shape[-2] + kh - 1, z.shape[-1] + kw - 1)
+        return ConvOperator(self.decoder_weight, size).reconstruct(z)
 
     def reconstruction_weights(self, x: torch.Tensor) -> torch.Tensor | None:
         """Border weights ``(H, W)`` for images like ``x``, or None without border weighting."""
@@ -149,7 +151,11 @@ class ConvPSD(nn.Module):
     def infer(
         self, x: torch.Tensor, *, max_iter: int | None = None, tol: float | None = None
     ) -> torch.Tensor:
-        """:math:`z^*`: FISTA on the weighted convolutional lasso from the prediction."""
+        """:math:`z^*`: FISTA on the weighted convolutional lasso from the prediction.
+
+        The step is one over the FFT bound of the Lipschitz constant
+        (:func:`sparsecode.conv.conv_lipschitz_constant`), which costs no operator application.
+        """
         weights = self.reconstruction_weights(x)
         D = self.decoder_weight.detach()
         L = conv_lipschitz_constant(D, x.shape[-2:], weights=weights)

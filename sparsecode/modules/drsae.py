@@ -17,7 +17,9 @@ scikit-learn's shapes (samples are rows; ``E`` and ``D`` are ``(n_components, n_
     L^U = \tfrac12 \|x - z_T D\|_2^2 + \lambda \|z_T\|_1, \qquad
     L^S = -\log \operatorname{softmax}\Big(\frac{z_T}{\|z_T\|} C^T\Big)_y ,
 
-pretraining minimizes :math:`L^U` and fine-tuning :math:`L^U + L^S`. After every step the rows of
+pretraining minimizes :math:`w L^U` and fine-tuning :math:`w L^U + L^S`, where the reconstruction
+weight :math:`w` is 1 in the paper's text and 5 in the author code (``rec_mag``, with the L1 weight
+``0.09 = 5 * 0.018``). After every step the rows of
 ``D`` (the paper's decoder columns) are projected onto the unit ball, the rows of ``E`` onto the ball
 of radius :math:`1.25/(T-1)` and the rows of ``C`` onto the ball of radius 5
 (:meth:`DrSAE.project_`). Each parameter's rate is divided by the number of times it is repeated in
@@ -65,6 +67,8 @@ class DrSAE(nn.Module):
         Unrolled layers ``T`` (>= 1).
     alpha : float, default=0.018
         Sparsity weight ``lambda`` of :math:`L^U`.
+    reconstruction_weight : float, default=1.0
+        The weight ``w`` of :math:`L^U` in both losses.
     device, dtype : optional
         Where and in which precision the parameters live.
 
@@ -90,13 +94,14 @@ class DrSAE(nn.Module):
     """
 
     def __init__(self, n_features: int, n_components: int, n_classes: int, n_layers: int = 11,
-                 alpha: float = 0.018, *, device=None, dtype=None):
+                 alpha: float = 0.018, *, reconstruction_weight: float = 1.0, device=None, dtype=None):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be at least 1, got {n_layers}.")
         options = dict(device=device, dtype=dtype)
         self.n_layers = int(n_layers)
         self.alpha = float(alpha)
+        self.reconstruction_weight = float(reconstruction_weight)
         self.encoder = nn.Parameter(torch.zeros(n_components, n_features, **options))
         self.explain = nn.Parameter(torch.zeros(n_components, n_components, **options))
         self.bias = nn.Parameter(torch.zeros(n_components, **options))
@@ -189,13 +194,14 @@ class DrSAE(nn.Module):
 
 
 def _reconstruction_terms(module: DrSAE, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codes and ``w L^U`` per sample."""
     Z = module(X)
     R = X - module.reconstruct(Z)
-    return Z, 0.5 * (R * R).sum(1) + module.alpha * Z.sum(1)
+    return Z, module.reconstruction_weight * (0.5 * (R * R).sum(1) + module.alpha * Z.sum(1))
 
 
 def unsupervised_loss(module: DrSAE, X: torch.Tensor, *_) -> torch.Tensor:
-    """Mean :math:`L^U = \\tfrac12\\|x - z_T D\\|^2 + \\lambda\\|z_T\\|_1` over the batch.
+    """Mean :math:`w L^U = w (\\tfrac12\\|x - z_T D\\|^2 + \\lambda\\|z_T\\|_1)` over the batch.
 
     Extra batch tensors (the labels) are ignored, so both stages can train on ``(X, y)``.
     """
@@ -203,6 +209,6 @@ def unsupervised_loss(module: DrSAE, X: torch.Tensor, *_) -> torch.Tensor:
 
 
 def supervised_loss(module: DrSAE, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean :math:`L^U + L^S` over the batch; ``y`` holds class indices ``0..n_classes-1``."""
+    """Mean :math:`w L^U + L^S` over the batch; ``y`` holds class indices ``0..n_classes-1``."""
     Z, recon = _reconstruction_terms(module, X)
     return recon.mean() + F.cross_entropy(module.logits(Z), y)

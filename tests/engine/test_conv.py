@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sparsecode.conv import (
+    ConvOperator,
     border_weights,
     code_size,
     conv_correlate,
@@ -43,19 +44,52 @@ def _dense_operator(D, image_size):
     return A.reshape(C * image_size[0] * image_size[1], K * h * w)
 
 
-@pytest.mark.parametrize("shape", [(3, 1, 3, 2), (4, 3, 2, 3)])
-def test_operator_matches_definition_and_passes_adjoint_test(shape):
+def _circular_operator(D, image_size):
+    """The matrix of the circular convolution on the H x W grid, maps on the whole grid."""
+    K, C, kh, kw = D.shape
+    H, W = image_size
+    A = torch.zeros(C, H, W, K, H, W, dtype=D.dtype)
+    padded = torch.zeros(K, C, H, W, dtype=D.dtype)
+    padded[..., :kh, :kw] = D
+    for i in range(H):
+        for j in range(W):
+            A[:, :, :, :, i, j] = torch.roll(padded, (i, j), dims=(2, 3)).permute(1, 2, 3, 0)
+    return A.reshape(C * H * W, K * H * W)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("shape", [(3, 1, 3, 2), (4, 3, 2, 3), (2, 2, 5, 6)])
+def test_operator_matches_definition_and_passes_adjoint_test(shape, method):
     D = torch.randn(shape, generator=_gen(), dtype=torch.float64)
-    image_size = (7, 6)
+    image_size = (7, 8)
     h, w = code_size(image_size, shape[2:])
     Z = torch.randn(2, shape[0], h, w, generator=_gen(1), dtype=torch.float64)
     X = torch.randn(2, shape[1], *image_size, generator=_gen(2), dtype=torch.float64)
     A = _dense_operator(D, image_size)
+    op = ConvOperator(D, image_size, method)
+    assert op.method == method and op.code_size == (h, w)
+    torch.testing.assert_close(op.reconstruct(Z).flatten(1), Z.flatten(1) @ A.T)
+    torch.testing.assert_close(op.correlate(X).flatten(1), X.flatten(1) @ A)
     torch.testing.assert_close(conv_reconstruct(Z, D).flatten(1), Z.flatten(1) @ A.T)
     torch.testing.assert_close(conv_correlate(X, D).flatten(1), X.flatten(1) @ A)
-    lhs = (conv_reconstruct(Z, D) * X).sum()
-    rhs = (Z * conv_correlate(X, D)).sum()
+    lhs = (op.reconstruct(Z) * X).sum()
+    rhs = (Z * op.correlate(X)).sum()
     assert abs(float(lhs - rhs)) <= 1e-12 * float(lhs.abs() + rhs.abs())
+
+
+def test_auto_method_and_gradients_through_the_fft_reconstruction():
+    assert ConvOperator(torch.ones(2, 1, 4, 4), (9, 9)).method == "direct"
+    assert ConvOperator(torch.ones(2, 1, 5, 5), (9, 9)).method == "fft"
+    with pytest.raises(ValueError, match="method"):
+        ConvOperator(torch.ones(2, 1, 5, 5), (9, 9), "fourier")
+    D = torch.randn(3, 2, 5, 4, generator=_gen(), dtype=torch.float64, requires_grad=True)
+    Z = torch.randn(2, 3, 4, 6, generator=_gen(1), dtype=torch.float64, requires_grad=True)
+    grads = []
+    for method in ("fft", "direct"):
+        ConvOperator(D, (8, 9), method).reconstruct(Z).pow(2).sum().backward()
+        grads.append((D.grad.clone(), Z.grad.clone()))
+        D.grad, Z.grad = None, None
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_single_channel_layouts_agree():
@@ -65,7 +99,7 @@ def test_single_channel_layouts_agree():
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_lipschitz_constant_matches_dense_eigenvalue(weighted):
+def test_power_lipschitz_constant_matches_dense_eigenvalue(weighted):
     D = _unit(torch.randn(4, 2, 3, 3, generator=_gen(), dtype=torch.float64))
     image_size = (9, 8)
     A = _dense_operator(D, image_size)
@@ -73,8 +107,28 @@ def test_lipschitz_constant_matches_dense_eigenvalue(weighted):
     if weighted:
         A = A * weights.flatten().repeat(2).sqrt().unsqueeze(1)
     exact = float(torch.linalg.eigvalsh(A.T @ A).max())
-    estimate = conv_lipschitz_constant(D, image_size, weights=weights)
+    estimate = conv_lipschitz_constant(D, image_size, weights=weights, method="power")
     assert exact * 0.999 <= estimate <= exact * 1.02
+    bound = conv_lipschitz_constant(D, image_size, weights=weights)
+    assert bound >= exact * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 3, 3), (3, 2, 3, 2), (2, 3, 2, 3)])
+def test_fft_lipschitz_constant_is_the_circular_norm_and_bounds_the_valid_one(shape):
+    """Every channel/kernel count branch: C = 1, C <= K and C > K."""
+    D = _unit(torch.randn(shape, generator=_gen(), dtype=torch.float64))
+    image_size = (7, 6)
+    circular = _circular_operator(D, image_size)
+    exact_circular = float(torch.linalg.eigvalsh(circular.T @ circular).max())
+    valid = _dense_operator(D, image_size)
+    exact_valid = float(torch.linalg.eigvalsh(valid.T @ valid).max())
+    bound = conv_lipschitz_constant(D, image_size)
+    assert bound == pytest.approx(exact_circular, rel=1e-10)
+    assert bound >= exact_valid
+    half = 0.5 * torch.ones(image_size, dtype=torch.float64)
+    assert conv_lipschitz_constant(D, image_size, weights=half) == pytest.approx(0.5 * bound)
+    with pytest.raises(ValueError, match="method"):
+        conv_lipschitz_constant(D, image_size, method="exact")
 
 
 def test_border_weights_count_kernel_placements():
@@ -103,7 +157,7 @@ def test_one_by_one_kernels_equal_the_patch_lasso_on_pixels():
     """With 1x1 kernels every pixel is an independent lasso in the channel values."""
     X = torch.randn(3, 3, 6, 7, generator=_gen(), dtype=torch.float64)
     D = torch.randn(5, 3, 1, 1, generator=_gen(1), dtype=torch.float64)
-    conv = conv_fista(X, D, 0.3, tol=0, max_iter=2000)  # both to machine precision
+    conv = conv_fista(X, D, 0.3, tol=0, max_iter=2000, method="direct")  # to machine precision
     pixels = X.permute(0, 2, 3, 1).reshape(-1, 3)
     dense = fista(pixels, D.reshape(5, 3), 0.3, tol=0, max_iter=2000)
     assert float(conv.gap.max()) < 1e-13 and float(dense.gap.max()) < 1e-13
@@ -146,6 +200,24 @@ def test_weighted_and_positive_solutions_satisfy_their_optimality_conditions():
     C = conv_correlate(X - conv_reconstruct(pos, D), D)
     assert float((C - 0.1).clamp(min=0).max()) < 1e-5
     assert float((C[pos > 0] - 0.1).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fft_and_direct_paths_solve_the_same_problem(weighted):
+    X = torch.randn(3, 2, 14, 13, generator=_gen(), dtype=torch.float64)
+    D = _unit(torch.randn(4, 2, 5, 5, generator=_gen(1), dtype=torch.float64))
+    weights = border_weights((14, 13), (5, 5), like=X) if weighted else None
+    L = conv_lipschitz_constant(D, (14, 13), weights=weights)
+    runs = {
+        method: conv_fista(X, D, 0.2, weights=weights, L=L, tol=0, max_iter=60, method=method)
+        for method in ("fft", "direct")
+    }
+    # the same iterates, up to rounding, and both converge to the same optimum
+    torch.testing.assert_close(runs["fft"].code, runs["direct"].code, atol=1e-9, rtol=0)
+    exact = conv_fista(X, D, 0.2, weights=weights, tol=1e-11, max_iter=5000, method="fft")
+    assert _kkt_violation(X, exact.code, D, 0.2, weights) < 1e-5
+    reference = conv_fista(X, D, 0.2, weights=weights, tol=1e-11, max_iter=5000, method="direct")
+    torch.testing.assert_close(exact.code, reference.code, atol=1e-6, rtol=0)
 
 
 def test_batching_warm_start_dtype_and_errors():

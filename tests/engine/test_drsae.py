@@ -71,6 +71,9 @@ def test_losses_match_their_definitions():
         torch.testing.assert_close(unsupervised_loss(net, X), energy)
         torch.testing.assert_close(unsupervised_loss(net, X, y), energy)
         torch.testing.assert_close(supervised_loss(net, X, y), energy + nll)
+        net.reconstruction_weight = 5.0  # the author code's weight of L^U
+        torch.testing.assert_close(unsupervised_loss(net, X), 5 * energy)
+        torch.testing.assert_close(supervised_loss(net, X, y), 5 * energy + nll)
 
 
 def test_zero_codes_give_zero_logits_and_finite_gradients():

@@ -154,3 +154,35 @@ def test_verbose_prints_only_when_asked(capsys):
 def test_bad_data_is_refused():
     with pytest.raises(ValueError, match="dim 0"):
         fit_module(linear(), mse, (torch.zeros(3, 2), torch.zeros(4)), state=TrainState())
+
+
+def test_lr_decay_is_torch7_learning_rate_decay_in_samples():
+    """SGD with ``lr_decay``: step t uses rate * lr_scale / (1 + d * samples seen before it)."""
+    X, y = quadratic(n=60)
+    decay, rate, scales = 0.01, 0.1, (1.0, 0.5)
+    module = torch.nn.Linear(2, 1).double()
+    w, b = module.weight.detach().clone(), module.bias.detach().clone()
+    groups = [{"params": [module.weight], "lr_scale": scales[0]},
+              {"params": [module.bias], "lr_scale": scales[1]}]
+    first = fit_module(module, mse, (X, y), optimizer="sgd", learning_rate=rate, max_iter=2,
+                       batch_size=25, shuffle=False, tol=0.0, param_groups=groups, lr_decay=decay)
+    fit_module(module, mse, (X, y), optimizer="sgd", learning_rate=rate, max_iter=1, batch_size=25,
+               shuffle=False, tol=0.0, param_groups=groups, lr_decay=decay, state=first.state)
+    seen = 0
+    for _ in range(3):  # the second call continues the clock of the first
+        for start in range(0, 60, 25):
+            xb, yb = X[start:start + 25], y[start:start + 25]
+            eta = rate / (1.0 + decay * seen)
+            r = (xb @ w.T).squeeze(1) + b - yb
+            w = w - eta * scales[0] * (r @ xb / len(xb)).unsqueeze(0)
+            b = b - eta * scales[1] * r.mean()
+            seen += len(xb)
+    torch.testing.assert_close(module.weight.detach(), w)
+    torch.testing.assert_close(module.bias.detach(), b)
+    assert first.state.n_samples_seen == seen
+    last = rate / (1.0 + decay * (seen - 10))
+    assert [g["lr"] for g in first.state.optimizer.param_groups] == pytest.approx(
+        [last * s for s in scales])
+    assert first.learning_rate == rate
+    with pytest.raises(ValueError, match="lr_decay"):
+        fit_module(linear(), mse, (X, y), lr_decay=-1.0)

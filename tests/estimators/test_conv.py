@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators import ConvSparseAutoencoder, ConvSparseCoder
-from sparsecode.conv import border_weights, conv_fista, conv_lasso_energy
+from sparsecode.conv import border_weights, conv_fista, conv_lasso_energy, conv_reconstruct
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,24 @@ def test_pooling_of_absolute_maps_keeps_partial_windows(images, filters, pooling
     assert len(names) == 27 and names[0] == "convsparsecoder0"
 
 
+def test_coder_inverse_transform_rebuilds_channel_last_rows(images, filters):
+    coder = ConvSparseCoder(filters, transform_alpha=0.1, device="cpu").fit(images)
+    codes = coder.transform(images)
+    rebuilt = coder.inverse_transform(codes)
+    maps = torch.from_numpy(codes).view(6, 3, 5, 7)
+    expected = conv_reconstruct(maps, torch.from_numpy(filters)).numpy()
+    assert rebuilt.shape == (6, 7 * 8 * 2) and rebuilt.dtype == np.float64
+    np.testing.assert_allclose(rebuilt, _channel_last_rows(expected), atol=1e-12)
+    # the optimal codes have a lower energy than zero codes, so they explain part of the images
+    assert np.linalg.norm(rebuilt - _channel_last_rows(images)) < np.linalg.norm(images)
+    assert coder.inverse_transform(codes.astype(np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match="expects 105"):
+        coder.inverse_transform(codes[:, :-1])
+    pooled = clone(coder).set_params(pooling="max").fit(images)
+    with pytest.raises(ValueError, match="pooling='max'"):
+        pooled.inverse_transform(pooled.transform(images))
+
+
 def test_coder_errors(images, filters):
     with pytest.raises(ValueError, match="channel"):
         ConvSparseCoder(filters[:, :1], device="cpu").transform(images)
@@ -162,6 +180,21 @@ def test_autoencoder_trains_unit_norm_kernels_and_predicts_the_codes(fitted, dig
     # the encoder predicts the inferred codes better than zero does
     assert np.linalg.norm(encoded - codes) < 0.7 * np.linalg.norm(codes)
     assert fitted.score(X) < 0
+
+
+def test_autoencoder_inverse_transform_decodes_the_maps(fitted, digits):
+    X, _ = digits
+    inferred = copy.deepcopy(fitted).set_params(transform_algorithm="inference")
+    codes = inferred.transform(X[:30])
+    rebuilt = fitted.inverse_transform(codes)
+    D = torch.from_numpy(fitted.components_).double()
+    expected = conv_reconstruct(torch.from_numpy(codes).view(30, 4, 6, 6), D)
+    assert rebuilt.shape == X[:30].shape and rebuilt.dtype == np.float64
+    np.testing.assert_allclose(rebuilt, expected.flatten(1).numpy(), atol=1e-6)
+    # the inferred maps explain the digits far better than nothing does
+    assert np.linalg.norm(rebuilt - X[:30]) < 0.5 * np.linalg.norm(X[:30])
+    with pytest.raises(ValueError, match="pooling='avg'"):
+        copy.deepcopy(fitted).set_params(pooling="avg").inverse_transform(codes)
 
 
 def test_autoencoder_layouts_dtypes_and_clipped_kernels(digits):

@@ -1,5 +1,6 @@
-"""DrSAE estimator: ISTA at initialisation, constraints after training, the classifier/transformer API,
-and the digits evidence (T=11 against T=2 and a linear classifier on the pixels)."""
+"""DrSAE estimator: ISTA at initialisation, constraints after training, the rate-decay clock, the
+classifier/transformer API, and the digits evidence (T=11 against T=2 and a linear classifier on the
+pixels)."""
 
 import pickle
 
@@ -121,21 +122,53 @@ def test_pickle_clone_and_grid_search(digits):
     assert search.score(Xte, yte) > 0.3  # two passes on 300 digits: far above chance (0.1)
 
 
-def test_digits_depth_and_linear_baseline(digits):
-    """Paper section 3 proxy on digits (unit-norm inputs, held-out 30%).
+def test_decay_clock_runs_from_pretraining_into_fine_tuning(digits):
+    X, _, y, _ = digits
+    X, y = X[:200], y[:200]
+    clf = _small(optimizer="sgd", learning_rate=0.01, lr_decay=1e-3, batch_size=50, pretrain_iter=2,
+                 max_iter=3).fit(X, y)
+    state = clf._train_state
+    assert state.n_samples_seen == 5 * 200
+    # the last step saw 150 samples before it, plus the two pretraining passes
+    groups = state.optimizer.param_groups
+    assert len(groups) == 5
+    for g in groups:
+        np.testing.assert_allclose(g["lr"] / g["base_lr"], 1 / (1 + 1e-3 * (2 * 200 + 3 * 200 - 50)))
 
-    Measured (seed 0): T=11 reaches 0.983 held-out accuracy against 0.961 for logistic regression on
-    the raw pixels, and a lower training objective L^U + L^S than T=2 (0.826 against 0.840). The
-    paper's MNIST accuracy gap between T=11 and T=2 does not show on digits at this budget (T=2 gets
-    0.987), so the depth claim is checked on the objective the network minimizes.
-    """
+
+@pytest.fixture(scope="module")
+def depth_runs(digits):
+    """Held-out accuracy and final training loss of T=11 and T=2, seeds 0-2, same schedule."""
     X, Xte, y, yte = digits
     params = dict(n_components=64, optimizer="adam", learning_rate=3e-3, batch_size=32,
-                  pretrain_iter=5, max_iter=20, tol=0, random_state=0, device="cpu")
-    deep = DrSAE(n_layers=11, **params).fit(X, y)
-    shallow = DrSAE(n_layers=2, **params).fit(X, y)
-    raw, raw_te, _, _ = train_test_split(load_digits().data, load_digits().target, test_size=0.3,
-                                         random_state=0, stratify=load_digits().target)
-    linear = LogisticRegression(max_iter=5000).fit(raw, y).score(raw_te, yte)
-    assert deep.score(Xte, yte) > linear + 0.01
-    assert deep.loss_curve_[-1] < shallow.loss_curve_[-1]
+                  pretrain_iter=5, max_iter=20, lr_decay=0.0, tol=0, device="cpu")
+    runs = {}
+    for T in (11, 2):
+        fits = [DrSAE(n_layers=T, random_state=seed, **params).fit(X, y) for seed in range(3)]
+        runs[T] = (np.array([f.score(Xte, yte) for f in fits]), np.array([f.loss_curve_[-1] for f in fits]))
+    return runs
+
+
+def test_digits_beats_a_linear_classifier_on_raw_pixels(digits, depth_runs):
+    """Paper section 3 proxy on digits (unit-norm inputs, 30% held out). Measured: T=11 reaches
+    0.9815 on average (0.985, 0.970, 0.989), logistic regression on the pixels scaled to [0, 1]
+    0.970."""
+    _, _, y, yte = digits
+    X, target = load_digits(return_X_y=True)
+    raw, raw_te, _, _ = train_test_split(X / 16, target, test_size=0.3, random_state=0, stratify=target)
+    linear = LogisticRegression(max_iter=2000).fit(raw, y).score(raw_te, yte)
+    assert depth_runs[11][0].mean() > linear + 0.005
+
+
+def test_digits_depth_lowers_the_objective_but_not_the_error(depth_runs):
+    """The paper's MNIST gap (T=11: 1.21% error, T=2: 1.49%, 200 units) does not show on digits.
+
+    Measured (seeds 0-2): T=11 0.9815 +- 0.0078 held-out accuracy, T=2 0.9809 +- 0.0023; five seeds
+    give 0.9815 +- 0.0063 against 0.9811 +- 0.0030 (benchmarks/README.md): the gap is inside the
+    seed noise. What depth does buy on every seed is a lower training objective 5 L^U + L^S at the
+    same schedule (1.155-1.177 against 1.183-1.202 over five seeds).
+    """
+    (deep_acc, deep_loss), (shallow_acc, shallow_loss) = depth_runs[11], depth_runs[2]
+    assert (deep_loss < shallow_loss).all()
+    assert deep_acc.mean() > 0.97 and shallow_acc.mean() > 0.97
+    assert deep_acc.mean() > shallow_acc.mean() - 0.01

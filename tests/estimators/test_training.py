@@ -133,3 +133,16 @@ def test_early_stopping_records_validation_scores(data):
 def test_parameter_constraints(data, params, name):
     with pytest.raises(InvalidParameterError, match=name):
         TinyRegressor(**params).fit(*data)
+
+
+def test_lr_decay_passes_through_to_the_loop(data):
+    X, y = data
+    est = TinyRegressor(optimizer="sgd", learning_rate=0.05, max_iter=3, batch_size=40, tol=0.0,
+                        random_state=0)
+    module = torch.nn.Linear(3, 1).double()
+    result = est._train(module, est._loss, (torch.from_numpy(X), torch.from_numpy(y)),
+                        lr_decay=0.1)
+    assert result.state.n_samples_seen == 3 * len(X)
+    assert result.state.optimizer.param_groups[0]["lr"] == pytest.approx(
+        0.05 / (1 + 0.1 * (3 * len(X) - 40)))
+    assert est.learning_rate_ == 0.05
