@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._extension import compiled_kernels
 from .objectives import lasso_energy
 from .penalties import GroupL1, make_penalty
 from .prox import project_rows_to_ball
@@ -86,15 +87,19 @@ def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, posi
     diag = torch.diagonal(A)
     dead = diag < dead_tol * diag.amax().clamp(min=tiny)
     dead_idx = torch.nonzero(dead).squeeze(1).tolist() if X is not None else []
-    # d_k <- proj(d_k + (b_k - a_k D) / A_kk), atom after atom; row views and one addmv per atom keep
-    # the per-atom op count (the cost of this loop on small problems) low
-    rows, a_rows = D.unbind(0), A.unbind(0)
-    b_rows = (B / diag.clamp(min=tiny)[:, None]).unbind(0)
-    Dt = D.T
-    inv = (1 / diag).tolist()
-    for k in torch.nonzero(diag > 0).squeeze(1).tolist():
-        new = torch.addmv(rows[k] + b_rows[k], Dt, a_rows[k], alpha=-inv[k])
-        rows[k].copy_(project_rows_to_ball(new, 1.0, positive))
+    compiled = compiled_kernels() if D.device.type == "cpu" and D.is_contiguous() else None
+    if compiled is not None:
+        compiled.bcd_sweep(D, A.contiguous(), B.contiguous(), positive)
+    else:
+        # d_k <- proj(d_k + (b_k - a_k D) / A_kk), atom after atom; row views and one addmv per atom
+        # keep the per-atom op count (the cost of this loop on small problems) low
+        rows, a_rows = D.unbind(0), A.unbind(0)
+        b_rows = (B / diag.clamp(min=tiny)[:, None]).unbind(0)
+        Dt = D.T
+        inv = (1 / diag).tolist()
+        for k in torch.nonzero(diag > 0).squeeze(1).tolist():
+            new = torch.addmv(rows[k] + b_rows[k], Dt, a_rows[k], alpha=-inv[k])
+            rows[k].copy_(project_rows_to_ball(new, 1.0, positive))
     if dead_idx:
         gen_dev = generator.device if generator is not None else "cpu"
         pick = torch.randint(X.shape[0], (len(dead_idx),), generator=generator, device=gen_dev).to(X.device)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from .._extension import compiled_kernels
 from ..penalties import L1
 from ._result import SolveResult
 from .ista import _check_inputs, _relative_gap, default_chunk_size, fista
@@ -269,10 +270,17 @@ def homotopy(
     Z = X.new_zeros((n, m))
     arrived = torch.zeros(n, dtype=torch.bool, device=X.device)
     steps = 0
+    compiled = compiled_kernels() if X.device.type == "cpu" else None
     for s in range(0, n, chunk):
         sl = slice(s, min(s + chunk, n))
-        Z[sl], it, arrived[sl] = _path_chunk(X[sl], D, G, float(alpha), positive, max_iter)
-        steps = max(steps, it)
+        if compiled is not None:
+            Z[sl], it, status = compiled.lasso_path(X[sl] @ D.T, G, float(alpha), positive, max_iter,
+                                                    min(m, D.shape[1]))
+            arrived[sl] = status == 1
+            steps = max(steps, int(it.max()))
+        else:
+            Z[sl], it, arrived[sl] = _path_chunk(X[sl], D, G, float(alpha), positive, max_iter)
+            steps = max(steps, it)
     gap = _relative_gap(X, Z, D, penalty)
     converged = arrived & (gap <= tol) if tol > 0 else arrived
     rest = torch.nonzero(~converged).squeeze(1)

@@ -1,10 +1,15 @@
 """The homotopy (LARS-lasso) path against ground truth: scikit-learn's Lasso, KKT, FISTA, edge cases."""
 
+import importlib
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import Lasso
 
+from sparsecode._extension import compiled_kernels
 from sparsecode.objectives import lasso_energy
 from sparsecode.penalties import L1
 from sparsecode.solvers import fista, homotopy, solve_lasso
@@ -136,3 +141,20 @@ def test_device_is_followed(device):
     X, D = _problem(13)
     res = homotopy(X.to(device), D.to(device), 0.05)
     assert res.code.device.type == device.type and bool(res.converged.all())
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_compiled_path_equals_the_torch_path(monkeypatch, positive):
+    module = importlib.import_module("sparsecode.solvers.homotopy")  # the name alone is the function
+    X, D = _problem(14, n=60, m=64)
+    compiled = homotopy(X, D, 0.02, positive=positive, tol=0)
+    monkeypatch.setattr(module, "compiled_kernels", lambda: None)
+    batched = homotopy(X, D, 0.02, positive=positive, tol=0)
+    assert torch.allclose(compiled.code, batched.code, atol=1e-10)
+    assert compiled.n_iter == batched.n_iter and bool(compiled.converged.all())
+
+
+@pytest.mark.skipif(shutil.which("c++") is None or os.environ.get("SPARSECODE_EXTENSION") == "0",
+                    reason="no C++ compiler, or the extension is switched off")
+def test_compiled_kernels_are_built_where_a_compiler_exists():
+    assert compiled_kernels() is not None

@@ -1,0 +1,218 @@
+// Compiled CPU kernels, built on first use by _extension.py; each has a torch twin that runs elsewhere
+// (and wherever this file cannot be built), and the tests hold the two equal.
+//
+// lasso_path: the lasso homotopy (LARS-lasso), one sample per task: the path of the batched torch
+// version in solvers/homotopy.py without its per-step dispatch cost. For each sample, from the correlations c = x D^T and the Gram matrix G = D D^T, the path keeps the
+// active set A (compact slots 0..k-1), its signs s, the coefficients z_A and M = inverse(G_AA), and
+// moves lambda down by gamma along d = M s until the next event: an atom joins, an atom leaves, or
+// lambda reaches alpha.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace {
+
+template <typename T>
+struct Path {
+  int64_t m, kmax, k = 0;
+  std::vector<T> c, a, M, s, z, d, b;
+  std::vector<int64_t> idx;
+  std::vector<char> active;
+
+  Path(int64_t m_, int64_t kmax_)
+      : m(m_), kmax(kmax_), c(m_), a(m_), M(kmax_ * kmax_), s(kmax_), z(kmax_), d(kmax_), b(kmax_),
+        idx(kmax_), active(m_) {}
+
+  // Bordering: b = M g, sigma = G_jj - g.b; M <- [[M + b b^T / sigma, -b / sigma], [-b^T / sigma, 1 / sigma]].
+  bool join(const T* G, int64_t j, T sign) {
+    const T gjj = G[j * m + j];
+    T sigma = gjj;
+    for (int64_t p = 0; p < k; ++p) {
+      T acc = 0;
+      for (int64_t q = 0; q < k; ++q) acc += M[p * kmax + q] * G[idx[q] * m + j];
+      b[p] = acc;
+      sigma -= G[idx[p] * m + j] * acc;
+    }
+    if (!(sigma > T(1e-4) * gjj)) return false;  // the atom is (nearly) a combination of the active ones
+    const T inv = T(1) / sigma;
+    for (int64_t p = 0; p < k; ++p) {
+      const T bp = b[p] * inv;
+      for (int64_t q = 0; q < k; ++q) M[p * kmax + q] += bp * b[q];
+      M[p * kmax + k] = -bp;
+      M[k * kmax + p] = -bp;
+    }
+    M[k * kmax + k] = inv;
+    idx[k] = j;
+    s[k] = sign;
+    z[k] = 0;
+    active[j] = 1;
+    ++k;
+    return true;
+  }
+
+  // M <- M - M_q M_q^T / M_qq, then the last slot moves into slot q.
+  int64_t leave(int64_t q) {
+    const T piv = M[q * kmax + q];
+    for (int64_t p = 0; p < k; ++p) b[p] = M[p * kmax + q];
+    for (int64_t p = 0; p < k; ++p) {
+      const T f = b[p] / piv;
+      for (int64_t r = 0; r < k; ++r) M[p * kmax + r] -= f * b[r];
+    }
+    const int64_t atom = idx[q], last = k - 1;
+    if (q != last) {
+      for (int64_t p = 0; p < k; ++p) M[q * kmax + p] = M[last * kmax + p];
+      for (int64_t p = 0; p < k; ++p) M[p * kmax + q] = M[p * kmax + last];
+      M[q * kmax + q] = M[last * kmax + last];
+      idx[q] = idx[last];
+      s[q] = s[last];
+      z[q] = z[last];
+    }
+    active[atom] = 0;
+    --k;
+    return atom;
+  }
+};
+
+// Returns the steps taken; status is 1 (arrived at alpha), 0 (out of steps) or -1 (the path broke).
+template <typename T>
+int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool positive, int64_t max_steps,
+               Path<T>& P, T* zout, int8_t& status) {
+  const T inf = std::numeric_limits<T>::infinity(), tiny = std::numeric_limits<T>::min();
+  std::copy(c0, c0 + m, P.c.begin());
+  std::fill(P.active.begin(), P.active.end(), 0);
+  P.k = 0;
+  T lam = 0;
+  int64_t first = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    const T v = positive ? P.c[j] : std::abs(P.c[j]);
+    if (v > lam) lam = v, first = j;
+  }
+  status = 1;
+  if (lam <= alpha) return 0;
+  P.join(G, first, P.c[first] >= 0 ? T(1) : T(-1));
+  int64_t banned = -1, step = 0;
+  status = 0;
+  while (step < max_steps) {
+    ++step;
+    const int64_t k = P.k;
+    for (int64_t p = 0; p < k; ++p) {
+      T acc = 0;
+      for (int64_t q = 0; q < k; ++q) acc += P.M[p * kmax + q] * P.s[q];
+      P.d[p] = acc;
+    }
+    std::fill(P.a.begin(), P.a.end(), T(0));
+    for (int64_t q = 0; q < k; ++q) {
+      const T dq = P.d[q];
+      const T* row = G + P.idx[q] * m;
+      for (int64_t j = 0; j < m; ++j) P.a[j] += dq * row[j];
+    }
+    // the first atom to join maximises the inverse join time (1 -+ a) / (lam -+ c)
+    T best = 0;
+    int64_t jbest = -1;
+    for (int64_t j = 0; j < m; ++j) {
+      if (P.active[j] || j == banned) continue;
+      T h = (1 - P.a[j]) / std::max(lam - P.c[j], tiny);
+      if (!positive) h = std::max(h, (1 + P.a[j]) / std::max(lam + P.c[j], tiny));
+      if (h > best) best = h, jbest = j;
+    }
+    const T g_join = jbest >= 0 ? T(1) / best : inf;
+    T g_leave = inf;
+    int64_t qbest = -1;
+    for (int64_t q = 0; q < k; ++q) {
+      if (P.z[q] * P.d[q] < 0) {
+        const T r = -P.z[q] / P.d[q];
+        if (r < g_leave) g_leave = r, qbest = q;
+      }
+    }
+    const T g_stop = lam - alpha;
+    const T gamma = std::min(std::min(g_join, g_leave), g_stop);
+    for (int64_t q = 0; q < k; ++q) P.z[q] += gamma * P.d[q];
+    for (int64_t j = 0; j < m; ++j) P.c[j] -= gamma * P.a[j];
+    lam -= gamma;
+    banned = -1;
+    if (g_stop <= std::min(g_join, g_leave)) {
+      status = 1;
+      break;
+    }
+    if (g_leave < g_join) {
+      banned = P.leave(qbest);  // an atom that just left waits one step
+    } else if (P.k == kmax || !P.join(G, jbest, positive || P.c[jbest] >= 0 ? T(1) : T(-1))) {
+      status = -1;
+      break;
+    }
+  }
+  for (int64_t q = 0; q < P.k; ++q) zout[P.idx[q]] = P.z[q];
+  return step;
+}
+
+}  // namespace
+
+// C0 = X D^T (n, m) and G = D D^T (m, m), contiguous, same floating dtype, on the CPU.
+std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, double alpha, bool positive,
+                                      int64_t max_steps, int64_t kmax) {
+  TORCH_CHECK(C0.device().is_cpu() && G.device().is_cpu(), "lasso_path runs on CPU tensors");
+  C0 = C0.contiguous();
+  G = G.contiguous();
+  const int64_t n = C0.size(0), m = C0.size(1);
+  auto Z = torch::zeros_like(C0);
+  auto steps = torch::zeros({n}, C0.options().dtype(torch::kInt64));
+  auto status = torch::zeros({n}, C0.options().dtype(torch::kInt8));
+  AT_DISPATCH_FLOATING_TYPES(C0.scalar_type(), "lasso_path", [&] {
+    const scalar_t* c0 = C0.data_ptr<scalar_t>();
+    const scalar_t* g = G.data_ptr<scalar_t>();
+    scalar_t* z = Z.data_ptr<scalar_t>();
+    int64_t* st = steps.data_ptr<int64_t>();
+    int8_t* ok = status.data_ptr<int8_t>();
+    at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+      Path<scalar_t> P(m, kmax);
+      for (int64_t i = begin; i < end; ++i)
+        st[i] = follow<scalar_t>(c0 + i * m, g, m, kmax, scalar_t(alpha), positive, max_steps, P, z + i * m, ok[i]);
+    });
+  });
+  return {Z, steps, status};
+}
+
+// bcd_sweep: one block-coordinate sweep over the atoms (rows of D), in place, as update_dictionary in
+// dictionary.py: d_k <- proj(d_k + (b_k - a_k D) / A_kk) for every atom with A_kk > 0, where proj clips
+// negative entries (positive) and scales back onto the unit ball.
+void bcd_sweep(torch::Tensor D, torch::Tensor A, torch::Tensor B, bool positive) {
+  TORCH_CHECK(D.device().is_cpu() && D.is_contiguous() && A.is_contiguous() && B.is_contiguous(),
+              "bcd_sweep runs on contiguous CPU tensors");
+  const int64_t m = D.size(0), p = D.size(1);
+  AT_DISPATCH_FLOATING_TYPES(D.scalar_type(), "bcd_sweep", [&] {
+    scalar_t* d = D.data_ptr<scalar_t>();
+    const scalar_t* a = A.data_ptr<scalar_t>();
+    const scalar_t* b = B.data_ptr<scalar_t>();
+    std::vector<scalar_t> u(p);
+    for (int64_t k = 0; k < m; ++k) {
+      const scalar_t akk = a[k * m + k];
+      if (!(akk > 0)) continue;
+      for (int64_t f = 0; f < p; ++f) u[f] = b[k * p + f];
+      for (int64_t j = 0; j < m; ++j) {
+        const scalar_t w = a[k * m + j];
+        if (w == 0) continue;
+        const scalar_t* row = d + j * p;
+        for (int64_t f = 0; f < p; ++f) u[f] -= w * row[f];
+      }
+      scalar_t norm2 = 0;
+      for (int64_t f = 0; f < p; ++f) {
+        scalar_t v = d[k * p + f] + u[f] / akk;
+        if (positive && v < 0) v = 0;
+        u[f] = v;
+        norm2 += v * v;
+      }
+      const scalar_t scale = scalar_t(1) / std::max(std::sqrt(norm2), scalar_t(1));
+      for (int64_t f = 0; f < p; ++f) d[k * p + f] = u[f] * scale;
+    }
+  });
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("lasso_path", &lasso_path, "Lasso homotopy per sample (CPU)");
+  module.def("bcd_sweep", &bcd_sweep, "One block-coordinate sweep over the atoms, in place (CPU)");
+}
