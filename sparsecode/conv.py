@@ -63,7 +63,7 @@ import torch.nn.functional as F
 
 from .prox import shrink
 from .solvers import SolveResult
-from .solvers.ista import fista_momentum
+from .solvers.ista import prox_grad_loop
 
 __all__ = [
     "ConvOperator",
@@ -349,43 +349,18 @@ def _chunk(X, op, Z, weights, alpha, positive, step, max_iter, tol, momentum, re
 
     The gradient step is :math:`y - \\tfrac1L A^T(w \\odot (Ay - x))`, computed in place.
     """
-    n = X.shape[0]
-    out = Z.clone()
-    gaps = (
-        _relative_gap(X, Z, op, alpha, positive, weights)
-        if max_iter == 0
-        else X.new_full((n,), float("inf"))
-    )
-    converged = gaps <= tol
-    active = torch.arange(n, device=X.device)
-    Xa, Za, Y = X, Z, Z.clone()
-    t = X.new_ones(n)
-    n_iter = 0
-    for it in range(1, max_iter + 1):
-        R = op.reconstruct(Y).sub_(Xa)
+
+    def gradient_step(Y, batch):
+        R = op.reconstruct(Y).sub_(batch[0])
         if weights is not None:
             R.mul_(weights)
-        Znew = shrink(torch.add(Y, op.correlate(R), alpha=-step), alpha * step, positive)
-        if momentum:
-            Y, t = fista_momentum(Znew, Za, Y, t, restart)
-        else:
-            Y = Znew
-        Za = Znew
-        n_iter = it
-        last = it == max_iter
-        if not last and (tol <= 0 or it % check_every):
-            continue
-        rel = _relative_gap(Xa, Za, op, alpha, positive, weights)
-        done = rel <= tol
-        out[active] = Za
-        gaps[active] = rel
-        converged[active] = done
-        if last or bool(done.all()):
-            break
-        if bool(done.any()):
-            keep = ~done
-            active, Xa, Za, Y, t = (a[keep] for a in (active, Xa, Za, Y, t))
-    return out, n_iter, converged, gaps
+        return shrink(torch.add(Y, op.correlate(R), alpha=-step), alpha * step, positive)
+
+    def gap(Za, batch):
+        return _relative_gap(batch[0], Za, op, alpha, positive, weights)
+
+    return prox_grad_loop(Z, [X], gradient_step, gap, max_iter=max_iter, tol=tol, momentum=momentum,
+                          restart=restart, check_every=check_every)
 
 
 def _solve(

@@ -19,6 +19,8 @@ as the support is found.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..penalties import L1, make_penalty
@@ -118,34 +120,38 @@ def fista_momentum(Znew: torch.Tensor, Zprev: torch.Tensor, Y: torch.Tensor, t: 
     return torch.addcmul(Znew, diff, beta), t_next
 
 
-def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart, check_every, polish):
-    """Run ISTA/FISTA on one chunk; returns codes, iterations, converged mask and relative gaps.
+def prox_grad_loop(Z: torch.Tensor, batch: list, step: Callable, gap: Callable, *, max_iter: int, tol: float,
+                   momentum: bool, restart: bool, check_every: int, refine: Callable | None = None):
+    """ISTA/FISTA iterations with per-sample stopping: the loop the dense and convolutional solvers share.
 
-    The gradient step is one fused product: :math:`y(I - G/L) + XD^T/L` in Gram form, or
-    :math:`y - \tfrac1L (yD - x)D^T` in residual form (cheaper when ``n_components > 2*n_features``).
-    Host synchronisations happen only at the checks.
+    Parameters
+    ----------
+    Z : torch.Tensor, shape (n, ...)
+        Starting codes.
+    batch : list of tensors (or None)
+        Per-sample data sharing dim 0 with ``Z``; converged samples leave it with their codes.
+    step : callable
+        ``step(Y, batch)``: the proximal gradient step from the extrapolated point ``Y``.
+    gap : callable
+        ``gap(Z, batch)``: relative duality gaps, checked every ``check_every`` iterations.
+    refine : callable, optional
+        ``refine(Z, gaps, batch) -> (Z, gaps, restarted, batch)`` at each check: better codes for some
+        samples (their momentum restarts from them: ``restarted`` indexes them) and updated ``batch``.
+
+    Returns
+    -------
+    codes, iterations, converged mask, relative gaps
     """
-    n = X.shape[0]
-    XDt = X @ D.T
+    n = Z.shape[0]
     out = Z.clone()
-    gaps = _relative_gap(X, Z, D, penalty) if max_iter == 0 else X.new_full((n,), float("inf"))
+    gaps = gap(Z, batch) if max_iter == 0 else Z.new_full((n,), float("inf"))
     converged = gaps <= tol
-    active = torch.arange(n, device=X.device)
-    if G is not None:
-        A = torch.eye(G.shape[0], dtype=G.dtype, device=G.device).sub_(G, alpha=step)
-        Ba = XDt * step
-    Dt = D.T
-    Xa, XDta, Za, Y = X, XDt, Z, Z.clone()
-    t = X.new_ones(n)
-    signs = torch.sign(Z).to(torch.int8)
-    max_support = min(D.shape)
+    active = torch.arange(n, device=Z.device)
+    Za, Y = Z, Z.clone()
+    t = Z.new_ones(n)
     n_iter = 0
     for it in range(1, max_iter + 1):
-        if G is not None:
-            V = torch.addmm(Ba, Y, A)
-        else:
-            V = torch.addmm(Y, torch.addmm(Xa, Y, D, beta=-1), Dt, alpha=-step)
-        Znew = penalty.prox(V, step)
+        Znew = step(Y, batch)
         if momentum:
             Y, t = fista_momentum(Znew, Za, Y, t, restart)
         else:
@@ -155,22 +161,11 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
         last = it == max_iter
         if not last and (tol <= 0 or it % check_every):
             continue
-        rel = _relative_gap(Xa, Za, D, penalty)
-        if polish and tol > 0:
-            new_signs = torch.sign(Za).to(torch.int8)
-            size = (new_signs != 0).sum(1)
-            stable = torch.nonzero((new_signs == signs).all(1) & (size > 0) & (size <= max_support)).squeeze(1)
-            signs = new_signs
-            if stable.numel():
-                cand = _polish(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty, stable)
-                rel_c = _relative_gap(Xa[stable], cand, D, penalty)
-                better = rel_c < rel[stable]
-                accepted = stable[better]
-                Za = Za.index_put((accepted,), cand[better])
-                rel = rel.index_put((accepted,), rel_c[better])
-                # Restart the momentum from the polished point, which the next step must start from.
-                Y = Y.index_put((accepted,), cand[better])
-                t = t.index_put((accepted,), t.new_ones(accepted.numel()))
+        rel = gap(Za, batch)
+        if refine is not None:
+            Za, rel, restarted, batch = refine(Za, rel, batch)
+            Y = Y.index_put((restarted,), Za[restarted])
+            t = t.index_put((restarted,), t.new_ones(restarted.numel()))
         done = rel <= tol
         out[active] = Za
         gaps[active] = rel
@@ -179,10 +174,56 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
             break
         if bool(done.any()):
             keep = ~done
-            active, Xa, XDta, Za, Y, t, signs = (a[keep] for a in (active, Xa, XDta, Za, Y, t, signs))
-            if G is not None:
-                Ba = Ba[keep]
+            active, Za, Y, t = (a[keep] for a in (active, Za, Y, t))
+            batch = [None if b is None else b[keep] for b in batch]
     return out, n_iter, converged, gaps
+
+
+def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart, check_every, polish):
+    """Run ISTA/FISTA on one chunk; returns codes, iterations, converged mask and relative gaps.
+
+    The gradient step is one fused product: :math:`y(I - G/L) + XD^T/L` in Gram form, or
+    :math:`y - \tfrac1L (yD - x)D^T` in residual form (cheaper when ``n_components > 2*n_features``).
+    Host synchronisations happen only at the checks.
+    """
+    XDt = X @ D.T
+    Dt = D.T
+    if G is not None:
+        A = torch.eye(G.shape[0], dtype=G.dtype, device=G.device).sub_(G, alpha=step)
+
+    def gradient_step(Y, batch):
+        Xa, _, Ba, _ = batch
+        if G is not None:
+            V = torch.addmm(Ba, Y, A)
+        else:
+            V = torch.addmm(Y, torch.addmm(Xa, Y, D, beta=-1), Dt, alpha=-step)
+        return penalty.prox(V, step)
+
+    def gap(Za, batch):
+        return _relative_gap(batch[0], Za, D, penalty)
+
+    max_support = min(D.shape)
+
+    def polish_stable_supports(Za, rel, batch):
+        """The exact solution on each support whose signs held since the last check, where it is better."""
+        Xa, XDta, Ba, signs = batch
+        new_signs = torch.sign(Za).to(torch.int8)
+        size = (new_signs != 0).sum(1)
+        stable = torch.nonzero((new_signs == signs).all(1) & (size > 0) & (size <= max_support)).squeeze(1)
+        accepted = stable[:0]
+        if stable.numel():
+            cand = _polish(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty, stable)
+            rel_c = _relative_gap(Xa[stable], cand, D, penalty)
+            better = rel_c < rel[stable]
+            accepted = stable[better]
+            Za = Za.index_put((accepted,), cand[better])
+            rel = rel.index_put((accepted,), rel_c[better])
+        return Za, rel, accepted, [Xa, XDta, Ba, new_signs]
+
+    batch = [X, XDt, XDt * step if G is not None else None, torch.sign(Z).to(torch.int8)]
+    return prox_grad_loop(Z, batch, gradient_step, gap, max_iter=max_iter, tol=tol, momentum=momentum,
+                          restart=restart, check_every=check_every,
+                          refine=polish_stable_supports if polish and tol > 0 else None)
 
 
 def _solve(X, D, alpha, *, z0, max_iter, tol, positive, L, momentum, restart, check_every,
