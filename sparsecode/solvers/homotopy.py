@@ -15,13 +15,14 @@ arrived). Starting from :math:`z = 0` at :math:`\lambda_0 = \|xD^T\|_\infty`, a 
 many steps as its code has non-zeros, where proximal-gradient methods need hundreds of iterations to
 settle the support of codes in a coherent dictionary.
 
-The batch takes its steps together: each step costs one product ``(n, m) @ (m, m)`` for ``a`` and
-updates each sample's inverse Gram matrix :math:`G_{AA}^{-1}` by a rank-one (bordering) formula, held
-in slots padded to the largest active set so that joins and leaves are masked updates. Samples that
-have arrived leave the batch. At the end each code gets one Newton refinement on its support from the
-explicit residual (rounding accumulates along the path) and the duality gap is checked; a sample whose
-path broke down (a singular active Gram matrix, too many steps) or whose gap is above ``tol`` is
-finished by FISTA from where the path left it.
+On the CPU each sample follows its path in compiled code (``sparsecode/cpu_kernels.cpp``, samples in
+parallel over torch's threads). Elsewhere, or where that cannot be built, the batch takes its steps
+together in torch: ``a`` is a weighted sum of the active rows of ``G`` (``embedding_bag``), and each
+sample's inverse Gram matrix :math:`G_{AA}^{-1}` is updated by a rank-one (bordering) formula, held in
+slots padded to the largest active set so that joins and leaves are masked updates; samples that have
+arrived leave the batch. Both check the duality gap at the end: a sample whose path broke down (a
+singular active Gram matrix, too many steps) or whose gap is above ``tol`` (rounding accumulates along
+the path) is finished by FISTA from where the path left it.
 """
 
 from __future__ import annotations
