@@ -36,6 +36,7 @@ from sparsecode.conv import (
     conv_ista,
     conv_lipschitz_constant,
 )
+from sparsecode.dictionary import init_dictionary
 from sparsecode.modules import CONV_ENCODERS, ConvPSD
 
 from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
@@ -77,6 +78,24 @@ def _pair(value, name: str) -> tuple[int, int]:
             f"{name} must be a positive int or a pair of positive ints; got {value!r}."
         )
     return int(pair[0]), int(pair[1])
+
+
+def _patch_kernels(
+    Xt: torch.Tensor, n_kernels: int, kernel_size: tuple[int, int], generator: torch.Generator
+) -> torch.Tensor:
+    """``n_kernels`` unit-norm kernels ``(K, C, kh, kw)``: patches of the images at random places.
+
+    As :func:`sparsecode.dictionary.init_dictionary` starts a patch dictionary from data rows: a
+    decoder started from image structure learns clean oriented filters, one started from white
+    noise keeps much of its noise within a short training budget.
+    """
+    (n, C, H, W), (kh, kw) = Xt.shape, kernel_size
+    where = dict(generator=generator, device=generator.device)
+    img = torch.randint(n, (n_kernels,), **where).tolist()
+    row = torch.randint(H - kh + 1, (n_kernels,), **where).tolist()
+    col = torch.randint(W - kw + 1, (n_kernels,), **where).tolist()
+    patches = torch.stack([Xt[i, :, r : r + kh, c : c + kw] for i, r, c in zip(img, row, col)])
+    return init_dictionary(patches.flatten(1), n_kernels, generator).view(patches.shape)
 
 
 class _ConvImagesMixin:
@@ -426,7 +445,8 @@ class ConvSparseAutoencoder(
     inference_tol : float, default=1e-4
         Relative duality-gap tolerance of the inference.
 {training}    random_state : int, RandomState instance or None, default=None
-        Seeds the initial kernels and the minibatch order.
+        Seeds the initial kernels (image patches at random places, unit norm) and the minibatch
+        order.
     device : {{"auto", "cpu", "cuda", "cuda:N"}}, default="auto"
         Where to compute; arrays come back as numpy.
 
@@ -529,9 +549,7 @@ class ConvSparseAutoencoder(
         H, W = Xt.shape[-2:]
         kh, kw = _pair(self.kernel_size, "kernel_size")
         self.kernel_size_ = (min(kh, H), min(kw, W))
-        shape = (self.n_components, Xt.shape[1], *self.kernel_size_)
-        D = torch.randn(shape, generator=generator, device=Xt.device, dtype=Xt.dtype)
-        D = D / torch.linalg.vector_norm(D.flatten(1), dim=1).view(-1, 1, 1, 1)
+        D = _patch_kernels(Xt, self.n_components, self.kernel_size_, generator)
         weights = (
             border_weights((H, W), self.kernel_size_, like=Xt) if self.border_weighting else None
         )
