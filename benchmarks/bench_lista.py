@@ -7,9 +7,12 @@ polishing. Reported: the relative code error ``sum ||z - z*||^2 / sum ||z*||^2``
 against the operation count (multiply-adds per patch: ``n m`` for ``W x`` then ``m^2`` per ISTA/FISTA/
 LISTA step and ``m`` per CoD/LCoD step), the number of (non-restarted, the paper's) FISTA iterations each
 LISTA depth is worth, and how many CoD steps each LCoD depth is worth. LISTA and LCoD are trained with
-the estimators' default training parameters.
+the estimators' default training parameters (Adam, rate 3e-3 decayed per sample seen, minibatches of
+256), except ``max_iter`` (``--passes``, 30 by default: the 85k training patches of m = 100 make that
+about 10k steps).
 
-Run ``python benchmarks/bench_lista.py [--atoms 100 400] [--device cpu] [--quick]``.
+Run ``python benchmarks/bench_lista.py [--atoms 100 400] [--device cpu] [--threads 1] [--quick]``
+(``--patches-per-image``, ``--passes``, ``--lista-depths`` and ``--lcod-depths`` override the settings).
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ def worth(error: float, curve) -> float:
     return next((k for k, e in sorted(curve.items()) if e <= error), float("inf"))
 
 
+def steps_text(k: float, curve) -> str:
+    """``k`` as text, ``>N`` when the curve (measured up to ``N`` steps) never got that low."""
+    return str(k) if k != float("inf") else f">{max(curve)}"
+
+
 def run(
     n_components: int,
     *,
@@ -143,7 +151,8 @@ def run(
         if verbose:
             r = out["lista"][T]
             print(
-                f"  LISTA T={T}: error {e:.4f} = FISTA({r['fista_worth']}) = ISTA({r['ista_worth']}); "
+                f"  LISTA T={T}: error {e:.4f} = FISTA({steps_text(r['fista_worth'], fista_err)}) = "
+                f"ISTA({steps_text(r['ista_worth'], ista_err)}); "
                 f"{r['passes']} passes, {r['seconds']:.0f} s",
                 flush=True,
             )
@@ -164,7 +173,8 @@ def run(
         )
         if verbose:
             print(
-                f"  LCoD T={T}: error {e:.4f} (CoD at {T} steps: {cod_err[T]:.4f}) = CoD({k}) steps: "
+                f"  LCoD T={T}: error {e:.4f} (CoD at {T} steps: {cod_err[T]:.4f}) = "
+                f"CoD({steps_text(k, cod_err)}) steps: "
                 f"{k / T:.1f}x fewer operations; {enc.n_iter_} passes, "
                 f"{out['lcod'][T]['seconds']:.0f} s",
                 flush=True,
@@ -172,37 +182,47 @@ def run(
     return out
 
 
+# Depths per dictionary size: m = 400 steps are 16 times dearer, so fewer depths.
+FULL = {
+    100: dict(n_per_image=100_000, lista_depths=list(range(1, 8)), lcod_depths=[5, 10, 20]),
+    400: dict(n_per_image=100_000, lista_depths=[1, 3], lcod_depths=[10, 20]),
+}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--atoms", type=int, nargs="+", default=[100])
+    parser.add_argument("--atoms", type=int, nargs="+", default=[100], choices=sorted(FULL))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--patches-per-image", type=int, default=25000)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--patches-per-image", type=int, default=None,
+                        help="patches drawn per image before the low-contrast ones are dropped")
+    parser.add_argument("--passes", type=int, default=30, help="max_iter of LISTA and LCoD")
+    parser.add_argument("--lista-depths", type=int, nargs="+", default=None)
+    parser.add_argument("--lcod-depths", type=int, nargs="+", default=None)
     parser.add_argument("--quick", action="store_true", help="fewer patches, depths and passes")
     args = parser.parse_args(argv)
-    quick = dict(
-        n_per_image=3000,
-        n_test=1000,
-        lista_depths=[1, 3],
-        lcod_depths=[5],
-        max_iter=10,
-        classical_iter=60,
-    )
-    full = dict(
-        n_per_image=args.patches_per_image,
-        n_test=4000,
-        lista_depths=list(range(1, 8)),
-        lcod_depths=[5, 10, 20],
-    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for m in args.atoms:
-        res = run(m, device=args.device, **(quick if args.quick else full))
+        t0 = time.perf_counter()
+        if args.quick:
+            settings = dict(n_per_image=3000, n_test=1000, lista_depths=[1, 3], lcod_depths=[5],
+                            max_iter=10, classical_iter=60)
+        else:
+            settings = dict(FULL[m], n_test=4000, max_iter=args.passes)
+        for key in ("patches_per_image", "lista_depths", "lcod_depths"):
+            if getattr(args, key) is not None:
+                settings["n_per_image" if key == "patches_per_image" else key] = getattr(args, key)
+        res = run(m, device=args.device, **settings)
         print(
             f"summary m={m}: FISTA iterations each LISTA depth is worth: "
-            + ", ".join(f"T={T}: {r['fista_worth']}" for T, r in res["lista"].items())
+            + ", ".join(f"T={T}: {steps_text(r['fista_worth'], res['fista'])}" for T, r in res["lista"].items())
         )
         print(
             f"summary m={m}: CoD steps / LCoD steps at equal error: "
             + ", ".join(f"T={T}: {r['ratio']:.1f}" for T, r in res["lcod"].items())
         )
+        print(f"summary m={m}: {time.perf_counter() - t0:.0f} s in all", flush=True)
 
 
 if __name__ == "__main__":

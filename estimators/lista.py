@@ -53,9 +53,21 @@ _COMMON_DOC = """dictionary : None, array-like of shape (n_components, n_feature
     positive_code : bool, default=False
         Non-negative codes (one-sided shrinkage)."""
 
+# Torch7's learningRateDecay in training samples: the rate is learning_rate / (1 + LR_DECAY * n_seen),
+# a third of the base rate after a million patches (chosen on bench_lista.py's 10x10 patches).
+LR_DECAY = 2e-6
+
 _TRAINING_DEFAULTS_DOC = """
-    Default training: Adam at ``learning_rate=1e-3`` on minibatches of 256, at most 100 passes
-    (``benchmarks/bench_lista.py`` reports what it reaches on 10x10 natural-image patches)."""
+    Default training: Adam at ``learning_rate=3e-3`` on minibatches of 256, at most 100 passes, the
+    rate decayed as ``learning_rate / (1 + 2e-6 * samples seen)`` (Torch7's ``learningRateDecay``);
+    ``benchmarks/bench_lista.py`` reports what it reaches on 10x10 natural-image patches."""
+
+_TRAINING_DOC = TRAINING_PARAMETERS_DOC.replace('"auto", default=1e-3', '"auto", default=3e-3')
+assert _TRAINING_DOC != TRAINING_PARAMETERS_DOC
+
+_LISTA_LAYERS_DOC = (
+    "Steps ``T`` after the first shrinkage (``T + 1`` shrinkages; 0 is a one-layer encoder)."
+)
 
 _ATTRIBUTES_DOC = """
     Attributes
@@ -166,6 +178,7 @@ class _AmortizedEncoder(
             residual_fn=residual_fn,
             generator=self._generator(random_state),
             reset=not keep,
+            lr_decay=LR_DECAY,
         )
         self.components_ = D
         return self
@@ -250,14 +263,14 @@ class LISTA(_AmortizedEncoder):
 
     Parameters
     ----------
-    {_COMMON_DOC.format(n_layers=3, layers="Steps ``T`` after the first shrinkage (``T + 1`` shrinkages; 0 is a one-layer encoder).")}
+    {_COMMON_DOC.format(n_layers=3, layers=_LISTA_LAYERS_DOC)}
     parametrization : {{"full", "coupled", "step"}}, default="full"
         See :class:`sparsecode.modules.LISTA`.
     tied : bool, default=True
         Share the weights across steps.
     inhibition_fraction : float, default=1.0
         Fraction of the entries of ``S`` kept, the largest at the ISTA values (``"full"`` only).
-{TRAINING_PARAMETERS_DOC}    random_state : int, RandomState instance or None, default=None
+{_TRAINING_DOC}    random_state : int, RandomState instance or None, default=None
         Seeds the dictionary learning and the minibatch order.
     device : {{"auto", "cpu", "cuda", "cuda:N"}}, default="auto"
         Where to compute; arrays come back as numpy.
@@ -295,7 +308,7 @@ class LISTA(_AmortizedEncoder):
         inhibition_fraction=1.0,
         positive_code=False,
         optimizer="adam",
-        learning_rate=1e-3,
+        learning_rate=3e-3,
         max_iter=100,
         batch_size=256,
         tol=1e-4,
@@ -355,7 +368,7 @@ class LCoD(_AmortizedEncoder):
     Parameters
     ----------
     {_COMMON_DOC.format(n_layers=10, layers="Coordinate steps ``T``.")}
-{TRAINING_PARAMETERS_DOC}    random_state : int, RandomState instance or None, default=None
+{_TRAINING_DOC}    random_state : int, RandomState instance or None, default=None
         Seeds the dictionary learning and the minibatch order.
     device : {{"auto", "cpu", "cuda", "cuda:N"}}, default="auto"
         Where to compute; arrays come back as numpy.
@@ -383,7 +396,7 @@ class LCoD(_AmortizedEncoder):
         loss="code",
         positive_code=False,
         optimizer="adam",
-        learning_rate=1e-3,
+        learning_rate=3e-3,
         max_iter=100,
         batch_size=256,
         tol=1e-4,

@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators import LISTA, DictionaryLearning, LCoD
+from estimators.lista import LR_DECAY
 from sparsecode.solvers import fista, ista, lipschitz_constant
 
 
@@ -63,6 +64,18 @@ def test_trained_encoder_beats_fista_10(problem, Est, n_layers):
     assert _rel_error(enc.transform(Xte), Zte) < _rel_error(fista10, Zte)
     assert enc.transform(Xte).dtype == np.float32
     assert enc.n_iter_ == len(enc.loss_curve_) and enc.loss_curve_[-1] < enc.loss_curve_[0]
+
+
+@pytest.mark.parametrize("Est", [LISTA, LCoD])
+def test_default_rate_decays_with_the_samples_seen(problem, Est):
+    """Adam at 3e-3, divided by 1 + LR_DECAY * (samples seen before the step) at every step."""
+    Xtr, _, D, _ = problem
+    enc = Est(dictionary=D, alpha=ALPHA, n_layers=1, max_iter=2, tol=0, random_state=0,
+              device="cpu").fit(Xtr)
+    state = enc._train_state
+    assert enc.learning_rate_ == 3e-3 and state.n_samples_seen == 2 * len(Xtr)
+    last = 3e-3 / (1 + LR_DECAY * (2 * len(Xtr) - len(Xtr) % 256))
+    assert state.optimizer.param_groups[0]["lr"] == pytest.approx(last)
 
 
 def test_energy_loss_improves_the_score_without_a_teacher(problem):
