@@ -235,13 +235,15 @@ def homotopy(
     z0 : torch.Tensor, optional
         Ignored (the path starts at zero); accepted so that the solvers are interchangeable.
     max_iter : int
-        Path steps at most (each adds or removes one atom).
+        Path steps at most (each adds or removes one atom), and FISTA's iterations at most where it
+        finishes codes.
     tol : float
-        Relative duality gap a code must reach; codes above it are finished by FISTA.
+        Relative duality gap a code must reach; codes above it are finished by FISTA. With ``tol=0`` the
+        path is trusted wherever it arrives.
     positive : bool
         Non-negative codes.
     chunk_size : int, optional
-        Samples per chunk; cache-sized on the CPU by default.
+        Samples per chunk (bounded memory); twice the cache-sized FISTA chunk on the CPU by default.
 
     Returns
     -------
