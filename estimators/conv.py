@@ -46,6 +46,9 @@ from ._validation import check_dictionary, check_input
 
 __all__ = ["ConvSparseCoder", "ConvSparseAutoencoder"]
 
+# optimizers whose step is the base rate times the gradient (see ConvSparseAutoencoder._param_groups)
+_PLAIN_GRADIENT_OPTIMIZERS = frozenset({"sgd", "momentum", "nesterov", "asgd"})
+
 _SHAPE_PARAMETER_CONSTRAINTS = {
     "image_shape": [tuple, list, None],
     "pooling": [StrOptions({"max", "avg"}), None],
@@ -89,7 +92,7 @@ def _patch_kernels(
     decoder started from image structure learns clean oriented filters, one started from white
     noise keeps much of its noise within a short training budget.
     """
-    (n, C, H, W), (kh, kw) = Xt.shape, kernel_size
+    (n, _, H, W), (kh, kw) = Xt.shape, kernel_size
     where = dict(generator=generator, device=generator.device)
     img = torch.randint(n, (n_kernels,), **where).tolist()
     row = torch.randint(H - kh + 1, (n_kernels,), **where).tolist()
@@ -417,7 +420,10 @@ class ConvSparseAutoencoder(
     placements covering them, over the maximum). Each training step predicts ``f(W * x)``, infers
     ``z*``
     by convolutional FISTA from the prediction, steps all parameters on the energy at ``z*`` through
-    the shared training loop, and renormalises the kernels. ``transform`` then needs only the
+    the shared training loop, and renormalises the kernels. With plain gradient steps ("sgd",
+    "momentum", "nesterov", "asgd") the encoder's ``W`` and ``b`` step at ``learning_rate / L``
+    (``L`` the decoder's Lipschitz constant at the start of ``fit``): they start ``L`` times
+    smaller than the unit-norm kernels. ``transform`` then needs only the
     encoder
     (one convolution and a nonlinearity), or runs the full inference.
 
@@ -602,12 +608,34 @@ class ConvSparseAutoencoder(
             ConvPSD.training_loss,
             (Xt,),
             projection=ConvPSD.project_,
+            param_groups=self._param_groups(module, Xt),
             residual_fn=ConvPSD.training_residuals,
             generator=self._generator(random_state),
         )
         self.components_ = self._numpy(module.decoder_weight)
         self.encoder_kernels_ = self._numpy(module.encoder_weight)
         return self
+
+    def _param_groups(self, module: ConvPSD, Xt: torch.Tensor) -> list[dict] | None:
+        """For plain gradient steps: the decoder (and ``beta``, ``gain``) at the base rate, ``W``
+        and ``b`` at ``1 / L``; None (one rate) for the optimizers that scale their own steps.
+
+        The encoder starts as one ISTA step, ``W = D / L`` and ``b = alpha / L``, so its
+        parameters are ``L`` times smaller than the unit-norm kernels while its gradient is not
+        (it is larger: every position of every map feeds it). With one SGD rate for both, the
+        kernels stay near their initialisation or the encoder diverges; scaling the encoder's rate
+        by ``1 / L`` (``L`` of the current kernels) lets the kernels take large steps. Adam,
+        RMSprop, SDLM and L-BFGS normalise each step by the gradient or the curvature already.
+        """
+        if not (isinstance(self.optimizer, str) and self.optimizer in _PLAIN_GRADIENT_OPTIMIZERS):
+            return None
+        weights = module.reconstruction_weights(Xt)
+        L = conv_lipschitz_constant(module.decoder_weight.detach(), Xt.shape[-2:], weights=weights)
+        encoder = [module.encoder_weight]
+        if module.encoder == "shrink":
+            encoder.append(module.threshold)
+        others = [p for p in module.parameters() if all(p is not q for q in encoder)]
+        return [{"params": others, "lr_scale": 1.0}, {"params": encoder, "lr_scale": 1.0 / L}]
 
     def _input(self, X) -> tuple[torch.Tensor, np.dtype]:
         check_is_fitted(self)

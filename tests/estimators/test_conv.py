@@ -15,7 +15,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators import ConvSparseAutoencoder, ConvSparseCoder
-from sparsecode.conv import border_weights, conv_fista, conv_lasso_energy, conv_reconstruct
+from sparsecode.conv import (
+    border_weights,
+    conv_fista,
+    conv_lasso_energy,
+    conv_lipschitz_constant,
+    conv_reconstruct,
+)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +201,34 @@ def test_autoencoder_trains_unit_norm_kernels_and_predicts_the_codes(fitted, dig
     # the encoder predicts the inferred codes better than zero does
     assert np.linalg.norm(encoded - codes) < 0.75 * np.linalg.norm(codes)
     assert fitted.score(X) < 0
+
+
+def test_sgd_steps_the_encoder_at_the_rate_over_the_lipschitz_constant(digits):
+    X = digits[0][:32]
+    params = dict(
+        n_components=3, kernel_size=3, image_shape=(8, 8), optimizer="sgd", learning_rate=0.5,
+        batch_size=32, inference_max_iter=20, random_state=0, device="cpu",
+    )
+    start = ConvSparseAutoencoder(max_iter=0, **params).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        stepped = ConvSparseAutoencoder(max_iter=1, **params).fit(X)  # one full-batch step
+    module = start._module
+    Xt = torch.from_numpy(X).view(-1, 1, 8, 8)
+    module.training_loss(Xt).backward()
+    L = conv_lipschitz_constant(
+        module.decoder_weight.detach(), (8, 8), weights=border_weights((8, 8), (3, 3), like=Xt)
+    )
+    with torch.no_grad():
+        D = module.decoder_weight - 0.5 * module.decoder_weight.grad
+        D /= D.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        W = module.encoder_weight - 0.5 / L * module.encoder_weight.grad
+        b = module.threshold - 0.5 / L * module.threshold.grad
+        beta = module.beta - 0.5 * module.beta.grad
+    np.testing.assert_allclose(stepped.components_, D.numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(stepped.encoder_kernels_, W.numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(stepped._module.threshold.detach(), b.clamp(min=0), atol=1e-9)
+    np.testing.assert_allclose(stepped._module.beta.detach(), beta, rtol=1e-9)
 
 
 def test_autoencoder_inverse_transform_decodes_the_maps(fitted, digits):
