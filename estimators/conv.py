@@ -59,16 +59,14 @@ _SHAPE_PARAMETER_CONSTRAINTS = {
 _IMAGE_SHAPE_DOC = """\
     image_shape : tuple (H, W) or (H, W, C), default=None
         Shape of the images behind 2-D rows of ``H*W*C`` values (channel-last, C order). None reads
-        a
-        row as a one-row image (a 1-D signal). With 3-D/4-D input it is only checked against the
+        a row as a one-row image (a 1-D signal). With 3-D/4-D input it is only checked against the
         data.
 """
 
 _POOLING_DOC = """\
     pooling : {"max", "avg"} or None, default=None
         None returns the feature maps flattened (``K*h*w`` features); otherwise the maximum or the
-        mean
-        of ``|z|`` over non-overlapping ``pool_size`` windows of every map.
+        mean of ``|z|`` over non-overlapping ``pool_size`` windows of every map.
     pool_size : int or (int, int), default=2
         Pooling window, clipped to the map size.
 """
