@@ -232,8 +232,7 @@ class ConvSparseCoder(
     transform_max_iter : int, default=1000
     transform_tol : float, default=1e-5
         Stop an image when its duality gap is below ``transform_tol * 0.5*||x||^2``; an image that
-        does
-        not get there raises a ``ConvergenceWarning``.
+        does not get there raises a ``ConvergenceWarning``.
     border_weighting : bool, default=False
         Weight each pixel's reconstruction error by the kernel placements covering it over their
         maximum (Kavukcuoglu et al. 2010).
