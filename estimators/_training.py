@@ -32,13 +32,13 @@ TRAINING_PARAMETER_CONSTRAINTS: dict = {
     "verbose": ["verbose"],
 }
 
-TRAINING_PARAMETERS_DOC = """\
+_TRAINING_DOC_TEMPLATE = """\
     optimizer : {"sgd", "momentum", "nesterov", "asgd", "rmsprop", "adam", "sdlm", "lbfgs"} \
 or torch.optim.Optimizer subclass, default="adam"
         Optimizer of the training loop (:data:`sparsecode.optim.OPTIMIZERS`). "momentum" and
         "nesterov" use momentum 0.9; "asgd" keeps the averaged weights; "sdlm" scales each
         weight's rate by its Gauss-Newton curvature; "lbfgs" uses a strong-Wolfe line search.
-    learning_rate : float or "auto", default=1e-3
+    learning_rate : float or "auto", default=@LEARNING_RATE@
         Base rate. "auto" derives it from the largest Hessian eigenvalue (power method):
         1/lambda_max for "sgd" and "asgd", (1 - 0.9)/lambda_max for "momentum"/"nesterov",
         1/lambda_max of the preconditioned Hessian for "sdlm", RMS gradient/lambda_max for
@@ -62,6 +62,14 @@ or torch.optim.Optimizer subclass, default="adam"
     verbose : int, default=0
         1 prints a line per pass, 2 also a progress bar.
 """
+
+
+def training_parameters_doc(learning_rate: str = "1e-3") -> str:
+    """The numpydoc entries of the shared training parameters, with the estimator's default rate."""
+    return _TRAINING_DOC_TEMPLATE.replace("@LEARNING_RATE@", learning_rate)
+
+
+TRAINING_PARAMETERS_DOC = training_parameters_doc()
 
 
 class TrainingMixin:

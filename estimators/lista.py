@@ -25,7 +25,7 @@ from sparsecode.objectives import lasso_energy
 from sparsecode.solvers.encode import solve_lasso
 
 from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
-from ._training import TRAINING_PARAMETER_CONSTRAINTS, TRAINING_PARAMETERS_DOC, TrainingMixin
+from ._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin, training_parameters_doc
 from ._validation import check_dictionary, check_input
 
 __all__ = ["LISTA", "LCoD"]
@@ -62,8 +62,7 @@ _TRAINING_DEFAULTS_DOC = """
     rate decayed as ``learning_rate / (1 + 2e-6 * samples seen)`` (Torch7's ``learningRateDecay``);
     ``benchmarks/bench_lista.py`` reports what it reaches on 10x10 natural-image patches."""
 
-_TRAINING_DOC = TRAINING_PARAMETERS_DOC.replace('"auto", default=1e-3', '"auto", default=3e-3')
-assert _TRAINING_DOC != TRAINING_PARAMETERS_DOC
+_TRAINING_DOC = training_parameters_doc(learning_rate="3e-3")
 
 _LISTA_LAYERS_DOC = (
     "Steps ``T`` after the first shrinkage (``T + 1`` shrinkages; 0 is a one-layer encoder)."
