@@ -8,10 +8,9 @@ import numpy as np
 import torch
 
 from .._device import as_tensor, resolve_device, to_numpy
-from ..penalties import L1
 from ._result import SolveResult
 from .cd import coordinate_descent
-from .homotopy import homotopy
+from .homotopy import homotopy, scalar_l1_weight
 from .ista import fista, ista
 
 __all__ = ["sparse_encode", "SOLVERS", "solve_lasso"]
@@ -33,22 +32,14 @@ def solve_lasso(X: torch.Tensor, D: torch.Tensor, alpha, *, algorithm: str = "au
     """
     if algorithm == "auto":
         given = {k: v for k, v in options.items() if v is not None}
-        if given.keys() <= _HOMOTOPY_OPTIONS - {"z0"} and _positive_scalar(alpha):
+        weight = scalar_l1_weight(alpha)
+        if given.keys() <= _HOMOTOPY_OPTIONS - {"z0"} and weight is not None and weight > 0:
             return homotopy(X, D, alpha, **given)
         algorithm = "fista"
         options.setdefault("polish", options.get("groups") is None)
     if algorithm not in SOLVERS:
         raise ValueError(f"algorithm={algorithm!r} is not one of {sorted(SOLVERS) + ['auto']}.")
     return SOLVERS[algorithm](X, D, alpha, **options)
-
-
-def _positive_scalar(alpha) -> bool:
-    """Whether ``alpha`` (a number, a tensor or a penalty) is one L1 weight above zero."""
-    if isinstance(alpha, L1):
-        alpha = alpha.alpha
-    if isinstance(alpha, torch.Tensor):
-        return alpha.numel() == 1 and alpha.item() > 0
-    return isinstance(alpha, (int, float)) and alpha > 0
 
 
 def sparse_encode(

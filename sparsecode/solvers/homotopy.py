@@ -212,6 +212,15 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
     return out[:, :m], steps, arrived
 
 
+def scalar_l1_weight(alpha) -> float | None:
+    """The one L1 weight in ``alpha`` (a number, a one-element tensor or an L1 penalty), else None."""
+    if isinstance(alpha, L1):
+        alpha = alpha.alpha
+    if isinstance(alpha, torch.Tensor):
+        return alpha.item() if alpha.numel() == 1 else None
+    return float(alpha) if isinstance(alpha, (int, float)) else None
+
+
 def homotopy(
     X: torch.Tensor,
     D: torch.Tensor,
@@ -258,15 +267,16 @@ def homotopy(
     """
     _check_inputs(X, D, z0)
     if isinstance(alpha, L1):
-        alpha, positive = alpha.alpha, alpha.positive
-    if isinstance(alpha, torch.Tensor):
-        if alpha.numel() > 1:
-            raise ValueError("homotopy takes a scalar alpha; use fista for per-unit weights.")
-        alpha = alpha.item()
-    if not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise ValueError(f"homotopy needs a scalar alpha > 0, got {alpha!r}; use fista for other penalties.")
+        positive = alpha.positive
+    weight = scalar_l1_weight(alpha)
+    if weight is None:
+        raise ValueError(f"homotopy takes a scalar alpha, got {alpha!r}; use fista for per-unit weights "
+                         "and other penalties.")
+    if weight <= 0:
+        raise ValueError(f"homotopy needs alpha > 0, got {weight}; use fista for alpha=0.")
+    alpha = weight
     n, m = X.shape[0], D.shape[0]
-    penalty = L1(float(alpha), positive)
+    penalty = L1(alpha, positive)
     G = D @ D.T
     # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
     chunk = chunk_size or 2 * default_chunk_size(m, D.shape[1], X.device)
@@ -277,12 +287,12 @@ def homotopy(
     for s in range(0, n, chunk):
         sl = slice(s, min(s + chunk, n))
         if compiled is not None:
-            Z[sl], it, status = compiled.lasso_path(X[sl] @ D.T, G, float(alpha), positive, max_iter,
+            Z[sl], it, status = compiled.lasso_path(X[sl] @ D.T, G, alpha, positive, max_iter,
                                                     min(m, D.shape[1]))
             arrived[sl] = status == 1
             steps = max(steps, int(it.max()))
         else:
-            Z[sl], it, arrived[sl] = _path_chunk(X[sl], D, G, float(alpha), positive, max_iter)
+            Z[sl], it, arrived[sl] = _path_chunk(X[sl], D, G, alpha, positive, max_iter)
             steps = max(steps, it)
     gap = _relative_gap(X, Z, D, penalty)
     converged = arrived & (gap <= tol) if tol > 0 else arrived
