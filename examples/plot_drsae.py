@@ -16,16 +16,19 @@ whole-digit prototypes as decoders. The first figure redraws that scatter for th
 the second shows the decoder atoms sorted by angle (categorical units labelled with the class of
 their largest classifier weight).
 
-Depth. The third figure is held-out accuracy against the number of unrolled steps ``T``, the mean
-over seeds, same schedule for every ``T``.
+Depth. The third figure is held-out accuracy against the number of unrolled steps ``T``, each seed
+and their mean, same schedule for every ``T``.
 
 Both use the estimator's defaults, the author code's schedule: plain SGD at rate 1e-2 on minibatches of
 10, decay 5e-7 per sample, reconstruction weight 5. The units come from a 100-unit network after
 100 unsupervised and 300 supervised passes (the paper: 400 units, up to 1000 passes over 50,000 MNIST
 images; fewer passes leave every unit a part-unit, and Adam turns every unit categorical). What it
-shows: a split like the paper's, about 45 part-units and 29 categorical ones (the rest in between),
-the categorical units with larger classifier and recurrent weights. The depth curve uses 32 units and
-50 + 100 passes. T=11 reaches a lower training objective than T=2 on every seed, but its held-out
+shows: a split like the paper's, 45 part-units and 29 categorical ones (26 in between; held-out
+accuracy 0.987). The categorical units have six times the classifier weight of the part-units (mean
+``||C_i||`` 1.69 against 0.26) and larger recurrent rows (0.21 against 0.14), and their decoders are
+whole-digit prototypes, the part-units' strokes and blobs. The depth curve uses 32 units and
+50 + 100 passes. The mean rises with depth up to T=7 (T=1 0.910, T=2 0.920, T=4 0.925, T=7 0.933,
+T=11 0.930), and T=11 reaches a lower training objective than T=2 on every seed, but its held-out
 accuracy is ahead on some seeds and behind on others (seeds 0-2: 0.950, 0.948, 0.891 against 0.928,
 0.919, 0.915): the paper's MNIST gap (1.21% against 1.49% error, 200 units) is not reproduced on
 digits at this or longer budgets (``benchmarks/bench_drsae.py --depths`` measures it over seeds).
@@ -120,14 +123,16 @@ print(f"saved {OUT / 'drsae_units.png'}")
 # Held-out accuracy against the number of unrolled steps T (mean over seeds)
 depths = [2, 11] if QUICK else [1, 2, 4, 7, 11]
 seeds = [0] if QUICK else [0, 1, 2]
-accuracy = []
+per_seed = []
 for T in depths:
     scores = [DrSAE(n_layers=T, random_state=s, **depth_params).fit(Xtr, ytr).score(Xte, yte) for s in seeds]
-    accuracy.append(np.mean(scores))
-    print(f"T={T:2d}: held-out accuracy {accuracy[-1]:.4f} (seeds {seeds}: "
+    per_seed.append(scores)
+    print(f"T={T:2d}: held-out accuracy {np.mean(scores):.4f} (seeds {seeds}: "
           + ", ".join(f"{a:.4f}" for a in scores) + ")")
 fig, ax = plt.subplots(figsize=(5, 3.5))
-ax.plot(depths, accuracy, "o-")
+ax.plot(depths, np.mean(per_seed, axis=1), "o-", label="mean")
+ax.plot(depths, per_seed, "k.", alpha=0.4)
+ax.legend(["mean", "each seed"], fontsize=8)
 ax.set_xlabel("unrolled steps T")
 ax.set_ylabel("held-out accuracy")
 ax.set_title(f"DrSAE on digits ({depth_params['n_components']} units, mean of {len(seeds)} seeds)")
