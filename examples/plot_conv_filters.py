@@ -171,7 +171,6 @@ def low_frequency_share(filters: np.ndarray) -> np.ndarray:
     return power[:, low].sum(1) / power.reshape(len(filters), -1).sum(1)
 
 
-
 # %%
 # Shifted copies: is a filter's closest relative in its set another filter moved by a few pixels?
 max_shift, strong = 3, 0.7
@@ -225,7 +224,7 @@ for n_filters in set_sizes:
     print(
         f"  closest relative of each filter: another filter of the set at a shift of 0 to {max_shift} px "
         f"(|normalised cross-correlation|); a shifted copy if it matches >= {strong} at a nonzero shift, "
-    f"an aligned match if at zero shift"
+        "an aligned match if at zero shift"
     )
     print(
         f"  {'filters':<34}{'shifted copies':>15}{'null copies':>13}{'aligned matches':>17}"
