@@ -15,9 +15,9 @@ import warnings
 
 import numpy as np
 import torch
+from _common import import_spams, mean_energy, parser, patches, report, timed
 from threadpoolctl import threadpool_limits
 
-from _common import import_spams, mean_energy, parser, patches, report, timed
 from estimators import DictionaryLearning
 from sparsecode._device import resolve_device
 from sparsecode.solvers import sparse_encode
