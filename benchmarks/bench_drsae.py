@@ -63,10 +63,13 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help='"cpu" (default) or "cuda"')
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: tiny matrices)")
     p.add_argument("--mnist", metavar="DIR", help="run the paper's MNIST experiment on the IDX files in DIR")
-    p.add_argument("--n-components", type=int, help="hidden units (default 100 on digits, 400 on MNIST)")
+    p.add_argument("--n-components", type=int,
+                   help="hidden units (default 100 on digits and in depth mode, 400 on MNIST)")
     p.add_argument("--n-layers", type=int, default=11)
-    p.add_argument("--max-iter", type=int, help="supervised passes (default 40 on digits, 1000 on MNIST)")
-    p.add_argument("--pretrain-iter", type=int, help="pretraining passes (default 5 / 100)")
+    p.add_argument("--max-iter", type=int,
+                   help="supervised passes (default 40 on digits, 200 in depth mode, 1000 on MNIST)")
+    p.add_argument("--pretrain-iter", type=int,
+                   help="pretraining passes (default 5 on digits, 100 in depth mode and on MNIST)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--depths", type=int, nargs="+", help="compare these T on digits (depth mode)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the depth mode")

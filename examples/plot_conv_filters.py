@@ -188,11 +188,15 @@ def closest_relative(filters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value.numpy(), torch.maximum(dy.abs(), dx.abs()).numpy()
 
 
+def shifted_copies(value: np.ndarray, shift: np.ndarray, threshold) -> np.ndarray:
+    """Which filters are shifted copies: closest relative (``closest_relative``) at a nonzero
+    shift, matching at least ``threshold`` (a scalar, or an array for one row per threshold)."""
+    return (value >= np.asarray(threshold)[..., None]) & (shift > 0)
+
+
 def shifted_copy_share(filters: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Share of filters whose closest relative is a shifted (not an aligned) filter matching at
-    least each threshold."""
-    value, shift = closest_relative(filters)
-    return ((value[None] >= thresholds[:, None]) & (shift[None] > 0)).mean(1)
+    """Share of filters that are shifted copies at each threshold."""
+    return shifted_copies(*closest_relative(filters), thresholds).mean(1)
 
 
 def phase_randomized(filters: np.ndarray, rs: np.random.RandomState) -> np.ndarray:
@@ -206,7 +210,7 @@ def phase_randomized(filters: np.ndarray, rs: np.random.RandomState) -> np.ndarr
 thresholds = np.linspace(0.4, 0.95, 23)
 n_null, n_boot = (10, 200) if quick else (50, 2000)
 white_share = np.median(low_frequency_share(rng.randn(1000, kernel, kernel)))
-results = {}  # n_filters -> (sets, closest relatives, share curves, null curves)
+results = {}  # n_filters -> (sets, closest relatives, shifted copies, share curves, null curves)
 for n_filters in set_sizes:
     completeness = "overcomplete" if n_filters > kernel * kernel else "undercomplete"
     print(f"\n{n_filters} filters ({completeness} for {kernel * kernel}-dimensional patches):")
@@ -216,7 +220,8 @@ for n_filters in set_sizes:
         + ", ".join(f"{name.split()[0]} {np.median(low_frequency_share(f)):.2f}" for name, f in sets.items())
     )
     relatives = {name: closest_relative(f) for name, f in sets.items()}
-    curves = {name: shifted_copy_share(f, thresholds) for name, f in sets.items()}
+    copies = {name: shifted_copies(*rel, strong) for name, rel in relatives.items()}
+    curves = {name: shifted_copies(*rel, thresholds).mean(1) for name, rel in relatives.items()}
     nulls = {
         name: np.mean([shifted_copy_share(phase_randomized(f, rng), thresholds) for _ in range(n_null)], 0)
         for name, f in sets.items()
@@ -231,9 +236,7 @@ for n_filters in set_sizes:
         f"{'relative shifted':>18}{'median match':>14}"
     )
     at = np.argmin(np.abs(thresholds - strong))
-    copies = {}
     for name, (value, shift) in relatives.items():
-        copies[name] = (value >= strong) & (shift > 0)
         print(
             f"  {name:<34}{int(copies[name].sum()):>8} / {n_filters:<5}{nulls[name][at] * n_filters:>13.1f}"
             f"{int(((value >= strong) & (shift == 0)).sum()):>17}{np.mean(shift > 0):>18.2f}"
@@ -254,29 +257,28 @@ for n_filters in set_sizes:
         f"[{low:+.2f}, {high:+.2f}]): with {n_filters} filters the convolutional set has {verdict} "
         "shifted copies."
     )
-    results[n_filters] = (sets, relatives, curves, nulls)
+    results[n_filters] = (sets, relatives, copies, curves, nulls)
 
 # %%
 # Figure: the largest sets (each filter titled with its closest match, red when that is a shifted
 # copy) and the share of shifted copies against the match threshold, for every set size.
 n_filters = max(results)
-sets, relatives, _, _ = results[n_filters]
+sets, relatives, copies, _, _ = results[n_filters]
 side = int(np.ceil(np.sqrt(n_filters)))
 fig = plt.figure(figsize=(16, 6.5))
 grid = fig.add_gridspec(side, 2 * side + 1 + side, left=0.02, right=0.98, top=0.85, bottom=0.08)
 for col0, (name, filters) in zip((0, side), sets.items()):
-    value, shift = relatives[name]
+    value, copy = relatives[name][0], copies[name]
     for k in range(n_filters):
         ax = fig.add_subplot(grid[k // side, col0 + k % side])
         ax.imshow(filters[k], cmap="gray", interpolation="nearest")
-        copy = value[k] >= strong and shift[k] > 0
-        ax.set_title(f"{value[k]:.2f}", fontsize=6, pad=1, color="C3" if copy else "k")
+        ax.set_title(f"{value[k]:.2f}", fontsize=6, pad=1, color="C3" if copy[k] else "k")
         ax.axis("off")
         if k == 0:
-            fig.text(ax.get_position().x0, 0.9, f"{name}: {int(((value >= strong) & (shift > 0)).sum())} "
-                     "shifted copies (red)", fontsize=9)
+            fig.text(ax.get_position().x0, 0.9, f"{name}: {int(copy.sum())} shifted copies (red)",
+                     fontsize=9)
 ax = fig.add_subplot(grid[1:-1, 2 * side + 2 :])
-for n, (_, _, curves, nulls) in results.items():
+for n, (_, _, _, curves, nulls) in results.items():
     style = "-" if n == n_filters else ":"
     for (name, curve), color in zip(curves.items(), ("C0", "C3")):
         ax.plot(thresholds, curve, style, color=color, label=f"{name.split()[0]}, {n} filters")
