@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..prox import nonneg_soft_threshold, project_rows_to_ball
+from ..prox import project_rows_to_ball
 from ..solvers.lipschitz import lipschitz_constant
 
 __all__ = ["DrSAE", "unsupervised_loss", "supervised_loss", "ENCODER_BOUND", "CLASSIFIER_BOUND"]
@@ -150,11 +150,9 @@ class DrSAE(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """The codes ``z_T``, shape ``(n_samples, n_components)``."""
-        drive = X @ self.encoder.T
-        Z = nonneg_soft_threshold(drive, self.bias)
-        for _ in range(self.n_layers - 1):
-            Z = nonneg_soft_threshold(torch.addmm(drive, Z, self.explain.T), self.bias)
-        return Z
+        if torch.is_grad_enabled():
+            return _UnrolledEncoder.apply(X, self.encoder, self.explain, self.bias, self.n_layers)
+        return _unroll(X, self.encoder, self.explain, self.bias, self.n_layers)[-1]
 
     def reconstruct(self, Z: torch.Tensor) -> torch.Tensor:
         """``Z D``, shape ``(n_samples, n_features)``."""
@@ -191,6 +189,57 @@ class DrSAE(nn.Module):
         if supervised:
             groups.append({"params": [self.classifier], "lr_scale": 1.0 / CLASSIFIER_BOUND})
         return groups
+
+
+def _unroll(X, E, S, b, n_layers: int, keep: bool = False) -> list[torch.Tensor]:
+    """The states ``[z_1, ..., z_T]`` with ``keep``, else ``[z_T]``; differentiable.
+
+    The soft threshold of ``x E^T + z S^T`` by ``b`` is the ReLU of ``(x E^T - b) + z S^T``, so the
+    shifted drive is formed once and each layer costs one ``addmm`` and one in-place ReLU.
+    """
+    shifted = torch.addmm(-b, X, E.T)
+    states = [torch.relu(shifted)]
+    for _ in range(n_layers - 1):
+        Z = torch.addmm(shifted, states[-1], S.T).relu_()
+        states = states + [Z] if keep else [Z]
+    return states
+
+
+class _UnrolledEncoder(torch.autograd.Function):
+    """``z_T`` with a hand-written backward through the ``T`` layers.
+
+    On minibatches of ten, autograd's graph of the loop costs more than its small matrix products;
+    the backward here is one masked product per layer and one product for ``S``'s gradient over all
+    layers. Under ``create_graph=True`` (the power method's Hessian-vector products) it
+    differentiates a recomputed autograd graph of the loop instead, so double backward is exact.
+    """
+
+    @staticmethod
+    def forward(ctx, X, E, S, b, n_layers):
+        states = _unroll(X, E, S, b, n_layers, keep=True)
+        ctx.n_layers = n_layers
+        ctx.save_for_backward(X, E, S, b, *states)
+        return states[-1]
+
+    @staticmethod
+    def backward(ctx, G):
+        X, E, S, b, *states = ctx.saved_tensors
+        inputs = (X, E, S, b)
+        if torch.is_grad_enabled():
+            wanted = [t for t, need in zip(inputs, ctx.needs_input_grad) if need]
+            Z = _unroll(X, E, S, b, ctx.n_layers)[-1]
+            grads = iter(torch.autograd.grad(Z, wanted, G, create_graph=True, allow_unused=True))
+            return (*(next(grads) if need else None for need in ctx.needs_input_grad[:4]), None)
+        # H_t: the gradient at layer t's pre-activation, zero where the ReLU is off
+        H = [None] * len(states)
+        for t in range(len(states) - 1, -1, -1):
+            H[t] = torch.ops.aten.threshold_backward(G, states[t], 0)
+            if t:
+                G = H[t] @ S
+        drive = torch.stack(H).sum(0)
+        dS = torch.cat(H[1:]).T @ torch.cat(states[:-1]) if len(states) > 1 else None
+        dX = drive @ E if ctx.needs_input_grad[0] else None
+        return dX, drive.T @ X, dS, -drive.sum(0), None
 
 
 def _reconstruction_terms(module: DrSAE, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

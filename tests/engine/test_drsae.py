@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sparsecode.modules import DrSAE
-from sparsecode.modules.drsae import CLASSIFIER_BOUND, supervised_loss, unsupervised_loss
+from sparsecode.modules.drsae import CLASSIFIER_BOUND, _UnrolledEncoder, supervised_loss, unsupervised_loss
 from sparsecode.objectives import lasso_energy
 from sparsecode.solvers import ista, lipschitz_constant
 from sparsecode.train import fit_module
@@ -112,6 +112,35 @@ def test_supervised_gradient_is_exact():
         return torch.func.functional_call(wrapped, dict(zip(names, values)), (X, y))
 
     assert torch.autograd.gradcheck(loss, params, fast_mode=True)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 5])
+def test_hand_written_backward_matches_finite_differences_to_second_order(n_layers):
+    """The encoder's own backward (and its double backward, used by the power method's
+    Hessian-vector products) against finite differences, input gradient included."""
+    g = torch.Generator().manual_seed(n_layers)
+    X = torch.rand(4, 6, generator=g, dtype=torch.float64).requires_grad_()
+    E = (0.3 * torch.randn(5, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    S = (0.2 * torch.randn(5, 5, generator=g, dtype=torch.float64)).requires_grad_()
+    b = (0.05 * torch.rand(5, generator=g, dtype=torch.float64)).requires_grad_()
+
+    def encode(X, E, S, b):
+        return _UnrolledEncoder.apply(X, E, S, b, n_layers)
+
+    assert (encode(X, E, S, b) > 0).any() and (encode(X, E, S, b) == 0).any()
+    assert torch.autograd.gradcheck(encode, (X, E, S, b))
+    assert torch.autograd.gradgradcheck(encode, (X, E, S, b))
+
+
+def test_training_forward_equals_the_no_grad_forward():
+    X, y, D = _problem()
+    net = DrSAE(X.shape[1], D.shape[0], 3, n_layers=11, alpha=0.1, dtype=X.dtype)
+    net.init_from_dictionary(D)
+    with torch.no_grad():
+        expected = net(X)
+    Z = net(X)
+    assert Z.grad_fn is not None
+    torch.testing.assert_close(Z.detach(), expected, rtol=0, atol=0)
 
 
 def test_param_groups_scale_rates_by_repeat_count():
