@@ -201,7 +201,10 @@ def _unroll(X, E, S, b, n_layers: int, keep: bool = False) -> list[torch.Tensor]
     states = [torch.relu(shifted)]
     for _ in range(n_layers - 1):
         Z = torch.addmm(shifted, states[-1], S.T).relu_()
-        states = states + [Z] if keep else [Z]
+        if keep:
+            states.append(Z)
+        else:
+            states = [Z]
     return states
 
 
@@ -224,9 +227,8 @@ class _UnrolledEncoder(torch.autograd.Function):
     @staticmethod
     def backward(ctx, G):
         X, E, S, b, *states = ctx.saved_tensors
-        inputs = (X, E, S, b)
         if torch.is_grad_enabled():
-            wanted = [t for t, need in zip(inputs, ctx.needs_input_grad) if need]
+            wanted = [t for t, need in zip((X, E, S, b), ctx.needs_input_grad) if need]
             Z = _unroll(X, E, S, b, ctx.n_layers)[-1]
             grads = iter(torch.autograd.grad(Z, wanted, G, create_graph=True, allow_unused=True))
             return (*(next(grads) if need else None for need in ctx.needs_input_grad[:4]), None)
@@ -236,10 +238,10 @@ class _UnrolledEncoder(torch.autograd.Function):
             H[t] = torch.ops.aten.threshold_backward(G, states[t], 0)
             if t:
                 G = H[t] @ S
-        drive = torch.stack(H).sum(0)
+        d_shifted = torch.stack(H).sum(0)  # x E^T - b feeds every layer
         dS = torch.cat(H[1:]).T @ torch.cat(states[:-1]) if len(states) > 1 else None
-        dX = drive @ E if ctx.needs_input_grad[0] else None
-        return dX, drive.T @ X, dS, -drive.sum(0), None
+        dX = d_shifted @ E if ctx.needs_input_grad[0] else None
+        return dX, d_shifted.T @ X, dS, -d_shifted.sum(0), None
 
 
 def _reconstruction_terms(module: DrSAE, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
