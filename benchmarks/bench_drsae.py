@@ -24,7 +24,7 @@ minibatch 10, decay 5e-7, ``--pretrain-iter`` default 100 unsupervised passes, `
 200 supervised ones), for every seed of ``--seeds`` (each its own split and initialisation). Prints
 held-out accuracy per depth and seed, the mean and standard deviation, and the paired differences::
 
-    PYTHONPATH=. python benchmarks/bench_drsae.py --depths 2 11 --n-components 32 --seeds 0 1 2 3 4
+    PYTHONPATH=. python benchmarks/bench_drsae.py --depths 2 11 --pretrain-iter 20 --max-iter 60 --seeds 0 1 2 3 4
 
 Run from the repository root: ``PYTHONPATH=. python benchmarks/bench_drsae.py [--device cuda]``
 """

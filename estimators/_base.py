@@ -85,7 +85,8 @@ class TorchEstimatorMixin:
                     )
             loaded = torch.load(io.BytesIO(blob), map_location=map_location, weights_only=False)
             if map_location == "cpu":
-                loaded = {k: (torch.device("cpu") if isinstance(v, torch.device) else v) for k, v in loaded.items()}
+                loaded = {k: (torch.device("cpu") if isinstance(v, torch.device) else v)
+                          for k, v in loaded.items()}
             state.update(loaded)
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)

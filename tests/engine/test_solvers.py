@@ -28,7 +28,8 @@ def _sklearn_codes(X, D, alpha, positive=False):
 
 
 @pytest.mark.parametrize("name", ["fista", "ista", "cd"])
-@pytest.mark.parametrize("seed,alpha,positive", [(0, 0.1, False), (1, 0.5, False), (2, 0.05, True), (3, 0.3, True)])
+@pytest.mark.parametrize("seed,alpha,positive",
+                         [(0, 0.1, False), (1, 0.5, False), (2, 0.05, True), (3, 0.3, True)])
 def test_reaches_sklearn_lasso_optimum(name, seed, alpha, positive):
     X, D = _problem(seed)
     ref = _sklearn_codes(X, D, alpha, positive)
