@@ -4,10 +4,10 @@ Run ``python benchmarks/bench_conv.py [--device cuda] [--size 64] [--n-images 4]
 the same 16 unit-norm 8x8 atoms (the lowest-frequency 2-D DCT atoms) on grey, centred crops of
 scikit-learn's sample images:
 
-* convolutional: :func:`sparsecode.conv.conv_fista` on every whole image, with the reconstruction
+* convolutional: :func:`sparsecode.solvers.conv.conv_fista` on every whole image, with the reconstruction
   by FFT (``method="fft"``, the default for kernels this size) and by ``conv_transpose2d``
   (``method="direct"``; the only path before), and the step ``1/L`` from the FFT bound of
-  :func:`sparsecode.conv.conv_lipschitz_constant`;
+  :func:`sparsecode.convolution.conv_lipschitz_constant`;
 * patch-based: the lasso on all overlapping 8x8 patches (:func:`sparsecode.solvers.solve_lasso`
   with ``algorithm="auto"``, the library's fastest), each patch rebuilt from its code and the
   patches averaged back into the image (as in the denoising example).
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from _common import parser, timed
 from sklearn.datasets import load_sample_images
 
-from sparsecode._device import resolve_device
-from sparsecode.conv import conv_fista, conv_lipschitz_constant, conv_reconstruct
+from sparsecode import conv_fista, conv_lipschitz_constant, conv_reconstruct
+from sparsecode.device import resolve_device
 from sparsecode.solvers import solve_lasso
 
 PATCH = 8

@@ -19,7 +19,7 @@ from _common import import_spams, mean_energy, parser, patches, report, timed
 from threadpoolctl import threadpool_limits
 
 from estimators import DictionaryLearning
-from sparsecode._device import resolve_device
+from sparsecode.device import resolve_device
 from sparsecode.solvers import sparse_encode
 
 

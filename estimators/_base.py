@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from sparsecode._device import as_tensor, make_generator, resolve_device, to_numpy
+from sparsecode.device import as_tensor, make_generator, resolve_device, to_numpy
 
 __all__ = ["TorchEstimatorMixin", "DeviceWarning", "DEVICE_CONSTRAINT", "DEVICE_DOC"]
 

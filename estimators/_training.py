@@ -1,4 +1,4 @@
-"""The scikit-learn side of the one training loop (:func:`sparsecode.train.fit_module`).
+"""The scikit-learn side of the one training loop (:func:`sparsecode.training.fit_module`).
 
 Every trainable estimator declares the shared parameters below, adds
 :data:`TRAINING_PARAMETER_CONSTRAINTS` to its ``_parameter_constraints``, pastes
@@ -14,8 +14,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from sparsecode.optim import OPTIMIZERS
-from sparsecode.train import DivergenceError, TrainResult, fit_module
+from sparsecode.training import DivergenceError, TrainResult, fit_module
+from sparsecode.training.optim import OPTIMIZERS
 
 __all__ = ["TRAINING_PARAMETER_CONSTRAINTS", "TRAINING_PARAMETERS_DOC", "TrainingMixin"]
 
@@ -35,7 +35,7 @@ TRAINING_PARAMETER_CONSTRAINTS: dict = {
 _TRAINING_DOC_TEMPLATE = """\
     optimizer : {"sgd", "momentum", "nesterov", "asgd", "rmsprop", "adam", "sdlm", "lbfgs"} \
 or torch.optim.Optimizer subclass, default="adam"
-        Optimizer of the training loop (:data:`sparsecode.optim.OPTIMIZERS`). "momentum" and
+        Optimizer of the training loop (:data:`sparsecode.training.optim.OPTIMIZERS`). "momentum" and
         "nesterov" use momentum 0.9; "asgd" keeps the averaged weights; "sdlm" scales each
         weight's rate by its Gauss-Newton curvature; "lbfgs" uses a strong-Wolfe line search.
     learning_rate : float or "auto", default=@LEARNING_RATE@
@@ -98,13 +98,13 @@ class TrainingMixin:
         reset: bool = True,
         lr_decay: float = 0.0,
     ) -> TrainResult:
-        """Run :func:`sparsecode.train.fit_module` with this estimator's parameters.
+        """Run :func:`sparsecode.training.fit_module` with this estimator's parameters.
 
         Parameters
         ----------
         module, loss_fn, data, projection, param_groups, residual_fn, optimizer_params, \
 generator, max_steps
-            As in :func:`sparsecode.train.fit_module`.
+            As in :func:`sparsecode.training.fit_module`.
         max_iter : int, optional
             Overrides ``self.max_iter`` (``partial_fit`` passes 1).
         reset : bool, default=True
@@ -112,7 +112,7 @@ generator, max_steps
             continues the stored state.
         lr_decay : float, default=0.0
             Torch7's ``learningRateDecay`` counted in samples seen (see
-            :func:`sparsecode.train.fit_module`); each estimator chooses its own value.
+            :func:`sparsecode.training.fit_module`); each estimator chooses its own value.
 
         Returns
         -------

@@ -28,16 +28,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sparsecode.conv import (
-    ConvOperator,
-    border_weights,
-    code_size,
-    conv_fista,
-    conv_ista,
-    conv_lipschitz_constant,
-)
+from sparsecode import ConvOperator, border_weights, code_size, conv_fista, conv_ista, conv_lipschitz_constant
 from sparsecode.dictionary import init_dictionary
-from sparsecode.modules import CONV_ENCODERS, ConvPSD
+from sparsecode.models import CONV_ENCODERS, ConvPSD
 
 from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
 from ._sparse_coding import SparseCodingMixin
@@ -214,7 +207,7 @@ class ConvSparseCoder(
 
     The convolutional analogue of :class:`estimators.SparseCoder`: for every image ``x``,
     ``argmin_z 0.5*||x - sum_k D_k * z_k||^2 + alpha*||z||_1`` with "valid" feature maps ``z_k``
-    (``H-kh+1`` by ``W-kw+1``), solved by FISTA (:func:`sparsecode.conv.conv_fista`) batched over
+    (``H-kh+1`` by ``W-kw+1``), solved by FISTA (:func:`sparsecode.solvers.conv.conv_fista`) batched over
     images.
 
     Parameters

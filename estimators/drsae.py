@@ -20,9 +20,9 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecode.modules.drsae import DrSAE as DrSAEModule
-from sparsecode.modules.drsae import supervised_loss, unsupervised_loss
-from sparsecode.train import TrainState
+from sparsecode.models.drsae import DrSAE as DrSAEModule
+from sparsecode.models.drsae import supervised_loss, unsupervised_loss
+from sparsecode.training import TrainState
 
 from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
 from ._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin
@@ -37,7 +37,7 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
 
     A recurrent ReLU encoder ``z_{t+1} = max(0, x E^T + z_t S^T - b)`` unrolled for ``n_layers``
     steps from ``z_0 = 0``, a linear decoder ``z_T D`` and a classifier ``C`` on ``z_T / ||z_T||``
-    (:mod:`sparsecode.modules.drsae`). It starts at non-negative ISTA for a dictionary whose atoms
+    (:mod:`sparsecode.models.drsae`). It starts at non-negative ISTA for a dictionary whose atoms
     are, as in the author code, uniform noise in ``[-1/sqrt(n_components), 1/sqrt(n_components)]``
     plus a quarter of a random training sample, normalised to unit norm. It is pretrained for
     ``pretrain_iter`` passes on ``w * L^U``, ``L^U = 0.5*||x - z_T D||^2 + alpha*||z_T||_1`` with

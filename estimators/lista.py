@@ -17,10 +17,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sparsecode.modules import LISTA as LISTAModule
-from sparsecode.modules import LCoD as LCoDModule
-from sparsecode.modules import make_loss
-from sparsecode.modules.lista import LOSSES, PARAMETRIZATIONS
+from sparsecode.models import LISTA as LISTAModule
+from sparsecode.models import LCoD as LCoDModule
+from sparsecode.models import make_loss
+from sparsecode.models.lista import LOSSES, PARAMETRIZATIONS
 from sparsecode.objectives import lasso_energy
 from sparsecode.solvers.encode import solve_lasso
 
@@ -253,7 +253,7 @@ class LISTA(_AmortizedEncoder):
     __doc__ = f"""Learned ISTA (Gregor & LeCun 2010): a fixed number of trained shrinkage steps.
 
     ``transform`` runs ``Z0 = h(x W^T)``, ``Z_t = h(x W^T + Z_(t-1) S)`` for ``t = 1..n_layers``, with
-    ``W``, ``S`` and per-unit thresholds trained (through :func:`sparsecode.train.fit_module`) to
+    ``W``, ``S`` and per-unit thresholds trained (through :func:`sparsecode.training.fit_module`) to
     approximate the lasso codes of a dictionary, starting from the ISTA values ``W = D/L``,
     ``S = I - D D^T/L``, ``theta = alpha/L``. Variants: ``tied=False`` (one set of weights per step),
     ``parametrization="coupled"`` (LISTA-CP, ``S = I - W D^T``), ``"step"`` (only a step size is learned,
@@ -264,7 +264,7 @@ class LISTA(_AmortizedEncoder):
     ----------
     {_COMMON_DOC.format(n_layers=3, layers=_LISTA_LAYERS_DOC)}
     parametrization : {{"full", "coupled", "step"}}, default="full"
-        See :class:`sparsecode.modules.LISTA`.
+        See :class:`sparsecode.models.LISTA`.
     tied : bool, default=True
         Share the weights across steps.
     inhibition_fraction : float, default=1.0

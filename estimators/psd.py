@@ -18,8 +18,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.dictionary import init_dictionary
-from sparsecode.modules import ENCODERS, PSD
-from sparsecode.psd import normalize_atoms, psd_energy, psd_inference, psd_loss
+from sparsecode.models import ENCODERS, PSD
+from sparsecode.models.psd import normalize_atoms, psd_energy, psd_inference, psd_loss
 
 from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
 from ._training import TRAINING_PARAMETER_CONSTRAINTS, TRAINING_PARAMETERS_DOC, TrainingMixin

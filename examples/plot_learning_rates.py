@@ -10,7 +10,7 @@ converging, and ``2 eta_opt`` oscillates forever (above it, the fit diverges).
 
 Right: SGD, momentum, Adam, SDLM and ASGD on one problem (logistic regression on the digits),
 each at ``learning_rate="auto"``, through the one training loop
-:func:`sparsecode.train.fit_module`.
+:func:`sparsecode.training.fit_module`.
 """
 
 # %%
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from sparsecode.optim import estimate_max_learning_rate, softmax_residuals
-from sparsecode.train import fit_module
+from sparsecode.training import fit_module
+from sparsecode.training.optim import estimate_max_learning_rate, softmax_residuals
 
 OUT = Path(__file__).resolve().parent / "output"
 OUT.mkdir(exist_ok=True)

@@ -1,15 +1,44 @@
-"""sparsecode: the torch engine of the toolkit (solvers, proximal maps, encoders, optimizers, training).
+"""sparsecode: the torch engine of the toolkit (solvers, proximal maps, model families, training).
 
-This package imports torch only; the scikit-learn estimators live in the ``estimators`` package.
+The engine depends on torch (and numpy at its array boundary, :mod:`sparsecode.device`), never on
+scikit-learn; the scikit-learn estimators live in the ``estimators`` package. The layout follows the
+roles:
+
+- :mod:`sparsecode.prox`, :mod:`sparsecode.penalties`, :mod:`sparsecode.objectives`: shrinkage
+  operators, penalties as objects, energies;
+- :mod:`sparsecode.solvers`: every lasso solver, dense and convolutional (plain functions of tensors);
+- :mod:`sparsecode.convolution`: the convolution operators of convolutional sparse coding;
+- :mod:`sparsecode.dictionary`: online dictionary learning;
+- :mod:`sparsecode.models`: one file per model family (module, inference, loss, initialisation);
+- :mod:`sparsecode.training`: the one training loop and the optimizer registry;
+- :mod:`sparsecode.device`: device, dtype and numpy <-> torch conversion.
 """
 
-from ._device import as_tensor, make_generator, resolve_device, resolve_dtype, to_numpy
+from .convolution import (
+    ConvOperator,
+    border_weights,
+    code_size,
+    conv_correlate,
+    conv_lipschitz_constant,
+    conv_reconstruct,
+)
+from .device import as_tensor, make_generator, resolve_device, resolve_dtype, to_numpy
 from .dictionary import OnlineDictionaryState, init_dictionary, online_dictionary_step, update_dictionary
 from .objectives import duality_gap, lasso_energy
 from .penalties import L1, GroupL1, make_penalty
-from .prox import group_soft_threshold, nonneg_soft_threshold, project_rows_to_ball, shrink, soft_threshold
+from .prox import (
+    group_soft_threshold,
+    nonneg_soft_threshold,
+    project_rows_to_ball,
+    shrink,
+    smooth_shrink,
+    soft_threshold,
+)
 from .solvers import (
     SolveResult,
+    conv_fista,
+    conv_ista,
+    conv_lasso_energy,
     coordinate_descent,
     fista,
     homotopy,
@@ -18,16 +47,20 @@ from .solvers import (
     solve_lasso,
     sparse_encode,
 )
-from .train import DivergenceError, TrainResult, TrainState, fit_module
+from .topography import Pools, latent_group_lasso
+from .training import DivergenceError, TrainResult, TrainState, fit_module
 
 __version__ = "0.1.0"
 
 __all__ = [
     "resolve_device", "resolve_dtype", "as_tensor", "to_numpy", "make_generator",
     "soft_threshold", "nonneg_soft_threshold", "shrink", "group_soft_threshold", "project_rows_to_ball",
-    "L1", "GroupL1", "make_penalty", "lasso_energy", "duality_gap",
+    "smooth_shrink",
+    "L1", "GroupL1", "make_penalty", "Pools", "lasso_energy", "duality_gap",
     "SolveResult", "homotopy", "ista", "fista", "coordinate_descent", "lipschitz_constant", "solve_lasso",
-    "sparse_encode",
+    "sparse_encode", "latent_group_lasso",
+    "ConvOperator", "code_size", "border_weights", "conv_lipschitz_constant", "conv_reconstruct", "conv_correlate",
+    "conv_fista", "conv_ista", "conv_lasso_energy",
     "OnlineDictionaryState", "init_dictionary", "update_dictionary", "online_dictionary_step",
     "fit_module", "TrainState", "TrainResult", "DivergenceError",
 ]

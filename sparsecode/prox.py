@@ -18,6 +18,8 @@ __all__ = [
     "shrink",
     "group_soft_threshold",
     "project_rows_to_ball",
+    "normalize_rows_",
+    "smooth_shrink",
 ]
 
 
@@ -89,3 +91,50 @@ def project_rows_to_ball(W: torch.Tensor, radius=1.0, positive: bool = False) ->
         W.clamp_(min=0)
     norms = torch.linalg.vector_norm(W, dim=-1, keepdim=True)
     return W.mul_(radius / norms.clamp_(min=radius))
+
+
+@torch.no_grad()
+def normalize_rows_(W: torch.Tensor) -> torch.Tensor:
+    """In place: every row ``W[k]`` (flattened over its other axes) scaled to unit norm; returns ``W``.
+
+    Rows of zero norm stay zero. The one unit-norm helper for atoms and convolution kernels.
+
+    Examples
+    --------
+    >>> normalize_rows_(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    tensor([[0.6000, 0.8000],
+            [0.0000, 0.0000]])
+    """
+    norms = torch.linalg.vector_norm(W.flatten(1), dim=1).view(-1, *([1] * (W.ndim - 1)))
+    return W.div_(norms.clamp(min=torch.finfo(W.dtype).tiny))
+
+
+def smooth_shrink(s: torch.Tensor, beta, b) -> torch.Tensor:
+    """Smooth shrinkage ``sign(s)*((1/beta)*log(exp(beta*b) + exp(beta*|s|) - 1) - b)``.
+
+    The ConvPSD encoder nonlinearity (per map ``beta > 0``, ``b >= 0``): ``sh(0) = 0`` and
+    ``0 <= |sh(s)| - |h_b(s)| <= log(2)/beta``, so it tends to the soft threshold ``h_b`` as
+    ``beta -> inf``.
+
+    Computed without overflow as
+    :math:`\\tfrac1\\beta\\big(\\ell + \\log(1 - e^{-\\ell})\\big) - b` with
+    :math:`\\ell = \\operatorname{logaddexp}(\\beta b, \\beta|s|) \\ge \\log 2`.
+
+    Parameters
+    ----------
+    s : torch.Tensor
+    beta : float or torch.Tensor
+        Sharpness, positive; broadcast against ``s`` (e.g. ``(K, 1, 1)`` per map).
+    b : float or torch.Tensor
+        Threshold, non-negative; broadcast like ``beta``.
+
+    Examples
+    --------
+    >>> smooth_shrink(torch.tensor([-3.0, 0.0, 0.5, 3.0]), 50.0, 1.0)
+    tensor([-2.,  0.,  0.,  2.])
+    """
+    beta = torch.as_tensor(beta, dtype=s.dtype, device=s.device)
+    b = torch.as_tensor(b, dtype=s.dtype, device=s.device)
+    ell = torch.logaddexp(beta * b, beta * s.abs())
+    magnitude = (ell + torch.log1p(-torch.exp(-ell))) / beta - b
+    return torch.sign(s) * magnitude.clamp(min=0)

@@ -9,7 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_importing_the_engine_does_not_import_sklearn():
-    code = "import sys, sparsecode, sparsecode.optim, sparsecode.modules; print('sklearn' in sys.modules)"
+    code = "import sys, sparsecode, sparsecode.training.optim, sparsecode.models; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -30,7 +30,7 @@ def test_engine_never_imports_sklearn_or_estimators():
 
 
 def test_estimators_define_no_torch_modules():
-    """Learned encoders are nn.Modules in sparsecode.modules; estimators hold no architecture."""
+    """Learned encoders are nn.Modules in sparsecode.models; estimators hold no architecture."""
     for path in (ROOT / "estimators").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

@@ -1,7 +1,8 @@
-"""Batched lasso solvers: plain functions of tensors returning :class:`SolveResult`."""
+"""Batched lasso solvers, dense and convolutional: plain functions of tensors returning :class:`SolveResult`."""
 
-from ._result import SolveResult
+from ._common import SolveResult
 from .cd import coordinate_descent
+from .conv import conv_fista, conv_ista, conv_lasso_energy
 from .encode import solve_lasso, sparse_encode
 from .homotopy import homotopy
 from .ista import fista, ista
@@ -9,5 +10,5 @@ from .lipschitz import lipschitz_constant
 
 __all__ = [
     "SolveResult", "homotopy", "ista", "fista", "coordinate_descent", "lipschitz_constant", "solve_lasso",
-    "sparse_encode",
+    "sparse_encode", "conv_fista", "conv_ista", "conv_lasso_energy",
 ]

@@ -13,8 +13,7 @@ import torch
 
 from ..penalties import L1, make_penalty
 from ..prox import shrink
-from ._result import SolveResult
-from .ista import _check_inputs, _relative_gap, default_chunk_size
+from ._common import SolveResult, check_inputs, default_chunk_size, relative_gap
 
 __all__ = ["coordinate_descent", "cd_step"]
 
@@ -58,7 +57,7 @@ def coordinate_descent(
     >>> coordinate_descent(X, D, alpha=1.0).code
     tensor([[ 1.,  0., -2.]])
     """
-    _check_inputs(X, D, z0)
+    check_inputs(X, D, z0)
     penalty = make_penalty(alpha, positive)
     if not isinstance(penalty, L1):
         raise ValueError("coordinate_descent supports the L1 penalty only; use fista for group penalties.")
@@ -79,7 +78,7 @@ def coordinate_descent(
     codes, conv, gaps, steps_done = [], [], [], 0
     for s in range(0, n, chunk):
         Xc, Zc = X[s:s + chunk], Z0[s:s + chunk]
-        out, g = Zc.clone(), _relative_gap(Xc, Zc, D, penalty)
+        out, g = Zc.clone(), relative_gap(Xc, Zc, D, penalty)
         done = g <= tol
         active = torch.nonzero(~done).squeeze(1)
         B = Xc[active] @ D.T + Zc[active] @ S
@@ -90,7 +89,7 @@ def coordinate_descent(
             step += 1
             if step % every and step != total:
                 continue
-            rel = _relative_gap(Xc[active], Za, D, penalty)
+            rel = relative_gap(Xc[active], Za, D, penalty)
             ok = rel <= tol
             out[active], g[active], done[active] = Za, rel, ok
             keep = ~ok

@@ -7,8 +7,8 @@ import inspect
 import numpy as np
 import torch
 
-from .._device import as_tensor, resolve_device, to_numpy
-from ._result import SolveResult
+from ..device import as_tensor, resolve_device, to_numpy
+from ._common import SolveResult
 from .cd import coordinate_descent
 from .homotopy import homotopy, scalar_l1_weight
 from .ista import fista, ista

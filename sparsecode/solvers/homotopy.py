@@ -31,8 +31,8 @@ import torch
 
 from .._extension import compiled_kernels
 from ..penalties import L1
-from ._result import SolveResult
-from .ista import _check_inputs, _relative_gap, default_chunk_size, fista
+from ._common import SolveResult, check_inputs, default_chunk_size, relative_gap
+from .ista import fista
 
 __all__ = ["homotopy"]
 
@@ -265,7 +265,7 @@ def homotopy(
     >>> homotopy(X, D, alpha=1.0).code
     tensor([[ 1.,  0., -2.]])
     """
-    _check_inputs(X, D, z0)
+    check_inputs(X, D, z0)
     if isinstance(alpha, L1):
         positive = alpha.positive
     weight = scalar_l1_weight(alpha)
@@ -294,7 +294,7 @@ def homotopy(
         else:
             Z[sl], it, arrived[sl] = _path_chunk(X[sl], D, G, alpha, positive, max_iter)
             steps = max(steps, it)
-    gap = _relative_gap(X, Z, D, penalty)
+    gap = relative_gap(X, Z, D, penalty)
     converged = arrived & (gap <= tol) if tol > 0 else arrived
     rest = torch.nonzero(~converged).squeeze(1)
     if rest.numel():  # a broken path, too few steps, or rounding: FISTA finishes from where it stopped

@@ -19,36 +19,14 @@ as the support is found.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from ..penalties import L1, make_penalty
-from ._result import SolveResult
+from ._common import SolveResult, check_inputs, default_chunk_size, relative_gap
 from .lipschitz import lipschitz_constant
+from .proxgrad import prox_grad_loop
 
 __all__ = ["ista", "fista"]
-
-
-def _check_inputs(X: torch.Tensor, D: torch.Tensor, z0):
-    if X.ndim != 2 or D.ndim != 2 or X.shape[1] != D.shape[1]:
-        raise ValueError(
-            f"X must be (n_samples, n_features) and D (n_components, n_features) with the same "
-            f"n_features; got X {tuple(X.shape)} and D {tuple(D.shape)}."
-        )
-    if z0 is not None and tuple(z0.shape) != (X.shape[0], D.shape[0]):
-        raise ValueError(f"z0 must have shape {(X.shape[0], D.shape[0])}, got {tuple(z0.shape)}.")
-
-
-def default_chunk_size(n_components: int, n_features: int, device: torch.device | None = None) -> int:
-    """Rows per chunk: cache-sized on the CPU, large on accelerators.
-
-    On the CPU a chunk's ``(rows, max(n_components, n_features))`` work arrays are kept near 2 MB of float32
-    (2048 rows for 256 atoms), where elementwise ops run several times faster per element than on
-    arrays that spill out of cache; elsewhere near 256 MB, so that kernels stay large.
-    """
-    budget = 1 << 19 if device is None or torch.device(device).type == "cpu" else 1 << 23
-    return max(256, budget // max(n_components, n_features, 1))
 
 
 def _polish(X, D, XDt, G, Z, penalty, rows):
@@ -87,98 +65,6 @@ def _polish(X, D, XDt, G, Z, penalty, rows):
     return torch.where(ok.unsqueeze(1), out, Zr)
 
 
-def _relative_gap(X, Z, D, penalty):
-    r"""Relative duality gap per sample, evaluated without cancellation.
-
-    With the residual :math:`r = x - zD`, correlations :math:`c = rD^T` and the dual point
-    :math:`\nu = s r`, :math:`s = \min(1, w / \Omega^*(c))`, the gap of :func:`objectives.duality_gap`
-    equals :math:`\tfrac12(1 - s)^2\|r\|^2 + (\Omega(z) - s\,z\cdot c)`: a sum of two non-negative terms
-    that are both small near the optimum, so a relative gap of ``1e-6`` stays measurable in float32
-    (the textbook primal-minus-dual form subtracts two numbers of size ``||x||^2``).
-    """
-    R = torch.addmm(X, Z, D, alpha=-1)
-    C = R @ D.T
-    dnorm = penalty.dual_norm(C)
-    s = (penalty.max_weight() / dnorm.clamp(min=torch.finfo(X.dtype).tiny)).clamp(max=1)
-    gap = 0.5 * (1 - s) ** 2 * (R * R).sum(1) + penalty.value(Z) - s * (Z * C).sum(1)
-    return gap.clamp(min=0) / (0.5 * (X * X).sum(1)).clamp(min=torch.finfo(X.dtype).tiny)
-
-
-def fista_momentum(Znew: torch.Tensor, Zprev: torch.Tensor, Y: torch.Tensor, t: torch.Tensor,
-                   restart: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """FISTA's extrapolation with adaptive restart, batched over the first axis; returns ``(Y, t)``.
-
-    ``Y`` (the previous extrapolated point) is consumed: it is overwritten in place.
-    """
-    t_next = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
-    diff = Znew - Zprev
-    if restart:
-        bad = Y.sub_(Znew).mul_(diff).flatten(1).sum(1) > 0
-        t = t.masked_fill(bad, 1.0)
-        t_next = t_next.masked_fill(bad, 1.0)
-    beta = ((t - 1) / t_next).view(-1, *([1] * (Znew.ndim - 1)))
-    return torch.addcmul(Znew, diff, beta), t_next
-
-
-def prox_grad_loop(Z: torch.Tensor, batch: list, step: Callable, gap: Callable, *, max_iter: int, tol: float,
-                   momentum: bool, restart: bool, check_every: int, refine: Callable | None = None):
-    """ISTA/FISTA iterations with per-sample stopping: the loop the dense and convolutional solvers share.
-
-    Parameters
-    ----------
-    Z : torch.Tensor, shape (n, ...)
-        Starting codes.
-    batch : list of tensors (or None)
-        Per-sample data sharing dim 0 with ``Z``; converged samples leave it with their codes.
-    step : callable
-        ``step(Y, batch)``: the proximal gradient step from the extrapolated point ``Y``.
-    gap : callable
-        ``gap(Z, batch)``: relative duality gaps, checked every ``check_every`` iterations.
-    refine : callable, optional
-        ``refine(Z, gaps, batch) -> (Z, gaps, restarted, batch)`` at each check: better codes for some
-        samples (their momentum restarts from them: ``restarted`` indexes them) and updated ``batch``.
-
-    Returns
-    -------
-    codes, iterations, converged mask, relative gaps
-    """
-    n = Z.shape[0]
-    out = Z.clone()
-    gaps = gap(Z, batch) if max_iter == 0 else Z.new_full((n,), float("inf"))
-    converged = gaps <= tol
-    active = torch.arange(n, device=Z.device)
-    Za, Y = Z, Z.clone()
-    t = Z.new_ones(n)
-    n_iter = 0
-    for it in range(1, max_iter + 1):
-        Znew = step(Y, batch)
-        if momentum:
-            Y, t = fista_momentum(Znew, Za, Y, t, restart)
-        else:
-            Y = Znew
-        Za = Znew
-        n_iter = it
-        last = it == max_iter
-        if not last and (tol <= 0 or it % check_every):
-            continue
-        rel = gap(Za, batch)
-        if refine is not None:
-            Za, rel, restarted, batch = refine(Za, rel, batch)
-            Y = Y.index_put((restarted,), Za[restarted])
-            t = t.index_put((restarted,), t.new_ones(restarted.numel()))
-        done = rel <= tol
-        out[active] = Za
-        gaps[active] = rel
-        converged[active] = done
-        if last or bool(done.all()):
-            break
-        if bool(done.any()):
-            keep = ~done
-            active, Za, Y, t = (a[keep] for a in (active, Za, Y, t))
-            batch = [None if b is None else b[keep] for b in batch]
-    return out, n_iter, converged, gaps
-
-
 def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart, check_every, polish):
     """Run ISTA/FISTA on one chunk; returns codes, iterations, converged mask and relative gaps.
 
@@ -200,7 +86,7 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
         return penalty.prox(V, step)
 
     def gap(Za, batch):
-        return _relative_gap(batch[0], Za, D, penalty)
+        return relative_gap(batch[0], Za, D, penalty)
 
     max_support = min(D.shape)
 
@@ -213,7 +99,7 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
         accepted = stable[:0]
         if stable.numel():
             cand = _polish(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty, stable)
-            rel_c = _relative_gap(Xa[stable], cand, D, penalty)
+            rel_c = relative_gap(Xa[stable], cand, D, penalty)
             better = rel_c < rel[stable]
             accepted = stable[better]
             Za = Za.index_put((accepted,), cand[better])
@@ -228,7 +114,7 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
 
 def _solve(X, D, alpha, *, z0, max_iter, tol, positive, L, momentum, restart, check_every,
            chunk_size, polish, groups=None):
-    _check_inputs(X, D, z0)
+    check_inputs(X, D, z0)
     penalty = make_penalty(alpha, positive, groups).to(X)
     if L is None:
         L = lipschitz_constant(D)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsecode.conv import (
+from sparsecode import (
     ConvOperator,
     border_weights,
     code_size,
@@ -18,10 +18,10 @@ from sparsecode.conv import (
     conv_reconstruct,
     smooth_shrink,
 )
-from sparsecode.modules import ConvPSD
+from sparsecode.models import ConvPSD
 from sparsecode.prox import soft_threshold
 from sparsecode.solvers import fista
-from sparsecode.train import fit_module
+from sparsecode.training import fit_module
 
 
 def _gen(seed=0):

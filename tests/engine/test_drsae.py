@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from sparsecode.modules import DrSAE
-from sparsecode.modules.drsae import CLASSIFIER_BOUND, _UnrolledEncoder, supervised_loss, unsupervised_loss
+from sparsecode.models import DrSAE
+from sparsecode.models.drsae import CLASSIFIER_BOUND, _UnrolledEncoder, supervised_loss, unsupervised_loss
 from sparsecode.objectives import lasso_energy
 from sparsecode.solvers import ista, lipschitz_constant
-from sparsecode.train import fit_module
+from sparsecode.training import fit_module
 
 
 def _problem(n=40, m=12, k=20, seed=0, dtype=torch.float64):

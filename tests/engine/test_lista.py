@@ -4,12 +4,12 @@ the variants, the losses, and training through the one loop."""
 import pytest
 import torch
 
-from sparsecode.modules import LISTA, LCoD, inhibition_mask, make_loss
+from sparsecode.models import LISTA, LCoD, inhibition_mask, make_loss
 from sparsecode.objectives import lasso_energy
 from sparsecode.prox import shrink
 from sparsecode.solvers import coordinate_descent, fista, ista, lipschitz_constant
 from sparsecode.solvers.cd import cd_step
-from sparsecode.train import fit_module
+from sparsecode.training import fit_module
 
 
 def _problem(n=64, m=24, p=16, dtype=torch.float64, seed=0):

@@ -6,7 +6,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.func import functional_call
 
-from sparsecode.optim import (
+from sparsecode.training import fit_module
+from sparsecode.training.optim import (
     ASGD,
     OPTIMIZERS,
     SDLM,
@@ -16,7 +17,6 @@ from sparsecode.optim import (
     make_optimizer,
     softmax_residuals,
 )
-from sparsecode.train import fit_module
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from sparsecode.modules import PSD, LinearEncoder, ShrinkEncoder, TanhEncoder
+from sparsecode.models import PSD, LinearEncoder, ShrinkEncoder, TanhEncoder
+from sparsecode.models.psd import normalize_atoms, psd_energy, psd_inference, psd_loss
 from sparsecode.prox import soft_threshold
-from sparsecode.psd import normalize_atoms, psd_energy, psd_inference, psd_loss
 from sparsecode.topography import Pools
-from sparsecode.train import fit_module
+from sparsecode.training import fit_module
 
 
 def _gen(seed=0):

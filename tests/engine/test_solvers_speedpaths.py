@@ -8,7 +8,7 @@ from sklearn.linear_model import Lasso
 from sparsecode.objectives import duality_gap, lasso_energy
 from sparsecode.penalties import make_penalty
 from sparsecode.solvers import fista, solve_lasso
-from sparsecode.solvers.ista import _relative_gap, default_chunk_size
+from sparsecode.solvers._common import default_chunk_size, relative_gap
 
 
 def _coherent_problem(seed, n=10, p=16, m=48):
@@ -30,7 +30,7 @@ def test_relative_gap_equals_textbook_duality_gap(kind):
     if kind == "positive":
         Z = Z.abs()
     expected = duality_gap(X, Z, D, penalty)[0] / (0.5 * (X * X).sum(1))
-    assert torch.allclose(_relative_gap(X, Z, D, penalty), expected, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(relative_gap(X, Z, D, penalty), expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("positive", [False, True])

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from sparsecode.train import DivergenceError, TrainState, fit_module
+from sparsecode.training import DivergenceError, TrainState, fit_module
 
 
 def quadratic(seed=0, n=200):

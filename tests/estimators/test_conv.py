@@ -15,13 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators import ConvSparseAutoencoder, ConvSparseCoder
-from sparsecode.conv import (
-    border_weights,
-    conv_fista,
-    conv_lasso_energy,
-    conv_lipschitz_constant,
-    conv_reconstruct,
-)
+from sparsecode import border_weights, conv_fista, conv_lasso_energy, conv_lipschitz_constant, conv_reconstruct
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from estimators._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin
-from sparsecode.train import DivergenceError
+from sparsecode.training import DivergenceError
 
 
 class TinyRegressor(TrainingMixin, RegressorMixin, BaseEstimator):

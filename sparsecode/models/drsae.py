@@ -172,7 +172,7 @@ class DrSAE(nn.Module):
         project_rows_to_ball(self.classifier, CLASSIFIER_BOUND)
 
     def param_groups(self, supervised: bool = True) -> list[dict]:
-        """Parameter groups for :func:`sparsecode.train.fit_module` with the paper's rate multipliers.
+        """Parameter groups for :func:`sparsecode.training.fit_module` with the paper's rate multipliers.
 
         Each rate is divided by the parameter's repeat count in the unrolled network: ``E`` and ``b``
         by ``T``, ``S`` by ``T - 1``, ``D`` by 1 and ``C`` by 1 and then by 5. ``S`` is left out when

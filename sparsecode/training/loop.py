@@ -23,9 +23,9 @@ with :math:`\eta` the base rate, :math:`s_g` the group's ``lr_scale`` and :math:
 by the earlier steps of all calls (``TrainState.n_samples_seen``).
 
 Optimizer specifics: SDLM's Gauss-Newton diagonal is (re-)estimated here
-(:func:`sparsecode.optim.gauss_newton_diagonal`), ASGD's averaged weights are swapped in at the
+(:func:`sparsecode.training.optim.gauss_newton_diagonal`), ASGD's averaged weights are swapped in at the
 end and for validation, and ``learning_rate="auto"`` comes from the power method
-(:mod:`sparsecode.optim.lr`).
+(:mod:`sparsecode.training.optim.lr`).
 
 Safety: the loss and the parameters are checked once per pass (one host sync); a non-finite value
 restores the parameters of the previous pass and raises :class:`DivergenceError`. Ctrl-C stops the
@@ -55,7 +55,7 @@ class DivergenceError(ValueError):
     ----------
     learning_rate : float
     suggested_learning_rate : float or None
-        What :func:`sparsecode.optim.estimate_max_learning_rate` gives at the restored parameters
+        What :func:`sparsecode.training.optim.estimate_max_learning_rate` gives at the restored parameters
         (None when it could not be computed).
     """
 
@@ -334,9 +334,9 @@ def fit_module(
     data : tuple of tensors
         Sharing dim 0, already on the module's device.
     optimizer : str, torch.optim.Optimizer subclass or instance, default="adam"
-        A name of :data:`sparsecode.optim.OPTIMIZERS`.
+        A name of :data:`sparsecode.training.optim.OPTIMIZERS`.
     learning_rate : float or "auto", default=1e-3
-        Base rate; ``"auto"`` uses the power method (:mod:`sparsecode.optim.lr`).
+        Base rate; ``"auto"`` uses the power method (:mod:`sparsecode.training.optim.lr`).
     max_iter : int, default=100
         Passes over the data (0: nothing is done).
     batch_size : int or None, default=256

@@ -6,14 +6,14 @@
 ``"sgd"``        :class:`torch.optim.SGD`
 ``"momentum"``   :class:`torch.optim.SGD` with ``momentum=0.9``
 ``"nesterov"``   :class:`torch.optim.SGD` with ``momentum=0.9, nesterov=True``
-``"asgd"``       :class:`~sparsecode.optim.asgd.ASGD` (Bottou's averaged SGD)
+``"asgd"``       :class:`~sparsecode.training.optim.asgd.ASGD` (Bottou's averaged SGD)
 ``"rmsprop"``    :class:`torch.optim.RMSprop`
 ``"adam"``       :class:`torch.optim.Adam`
-``"sdlm"``       :class:`~sparsecode.optim.sdlm.SDLM` (stochastic diagonal Levenberg-Marquardt)
+``"sdlm"``       :class:`~sparsecode.training.optim.sdlm.SDLM` (stochastic diagonal Levenberg-Marquardt)
 ``"lbfgs"``      :class:`torch.optim.LBFGS` with ``line_search_fn="strong_wolfe"``
 ===============  ====================================================================
 
-New optimizers register here. ``learning_rate="auto"`` is explained in :mod:`sparsecode.optim.lr`.
+New optimizers register here. ``learning_rate="auto"`` is explained in :mod:`sparsecode.training.optim.lr`.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ class SDLM(torch.optim.Optimizer):
     mu : float, default=0.02
         Levenberg-Marquardt damping.
     hessian_samples : int, default=500
-        Samples used for each estimate of ``h`` (in :func:`sparsecode.train.fit_module`).
+        Samples used for each estimate of ``h`` (in :func:`sparsecode.training.fit_module`).
     hessian_interval : int or None, default=None
         Re-estimate ``h`` every that many training samples; None: once per pass.
     hessian_probes : int, default=0

@@ -1,4 +1,4 @@
-r"""Predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008): inference and loss.
+r"""Predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008; ``LinearPsd.lua``).
 
 The energy of an input :math:`x` and a code :math:`z` couples a sparse decoder and a feed-forward
 encoder :math:`F`,
@@ -9,8 +9,7 @@ encoder :math:`F`,
 with :math:`\Omega = \alpha\|\cdot\|_1`, a group lasso or the topographic latent group lasso
 (:mod:`sparsecode.topography`; Kavukcuoglu et al. CVPR 2009). The prediction term is a quadratic, so
 with :math:`p = F(x)` and :math:`c = \sqrt{2\beta}` the minimisation over :math:`z` is a lasso with
-the
-augmented input and dictionary
+the augmented input and dictionary
 
 .. math::
     \tilde x = [x,\ c\,p], \qquad \tilde D = [D,\ c\,I], \qquad
@@ -18,12 +17,23 @@ augmented input and dictionary
 
 solved by the library's FISTA warm-started at :math:`z = p` (:func:`psd_inference`). Training (the
 authors' ``psd.lua``): predict :math:`p = F(x)`, infer :math:`z^\star` with :math:`D, F` fixed, then
-one
-optimizer step on :math:`E(x, z^\star)`: its gradient moves :math:`D` by the reconstruction error
-and
-:math:`F` toward :math:`z^\star` (:func:`psd_loss`); after each step the atoms are renormalised to
-unit
-norm (:func:`normalize_atoms`). At test time :math:`F(x)` alone approximates :math:`z^\star`.
+one optimizer step on :math:`E(x, z^\star)`: its gradient moves :math:`D` by the reconstruction error
+and :math:`F` toward :math:`z^\star` (:func:`psd_loss`); after each step the atoms are renormalised
+to unit norm (:func:`normalize_atoms`). At test time :math:`F(x)` alone approximates :math:`z^\star`.
+
+The feed-forward predictors of the sparse code, with filters :math:`W \in \mathbb R^{m\times n}`
+(rows, like atoms), bias :math:`b` and a diagonal gain :math:`g`:
+
+.. math::
+    F_{tanh}(x) = g \odot \tanh(xW^T + b), \qquad
+    F_{shrink}(x) = g \odot h_\theta(xW^T + b), \qquad
+    F_{linear}(x) = xW^T + b ,
+
+with :math:`h_\theta` the soft threshold (learned per-unit :math:`\theta`; non-negative with
+``positive``). Each is initialised from a dictionary :math:`D`: :math:`W = D`, :math:`b = 0`,
+:math:`g = 1` (and :math:`\theta = \alpha`), so :math:`F_{shrink}` starts as one ISTA step from zero
+with unit step. :class:`PSD` holds an encoder and the decoder :math:`D` trained together by
+:func:`psd_loss`.
 """
 
 from __future__ import annotations
@@ -32,12 +42,122 @@ import math
 from typing import NamedTuple
 
 import torch
+from torch import nn
 
-from .penalties import make_penalty
-from .solvers import fista
-from .topography import Pools, latent_group_lasso
+from ..penalties import make_penalty
+from ..prox import shrink
+from ..solvers import fista
+from ..topography import Pools, latent_group_lasso
 
-__all__ = ["PSDCode", "psd_inference", "psd_energy", "psd_loss", "normalize_atoms"]
+__all__ = [
+    "TanhEncoder", "ShrinkEncoder", "LinearEncoder", "ENCODERS", "PSD",
+    "PSDCode", "psd_inference", "psd_energy", "psd_loss", "normalize_atoms",
+]
+
+
+class LinearEncoder(nn.Module):
+    """:math:`F(x) = xW^T + b`, initialised at ``W = dictionary``, ``b = 0``.
+
+    Parameters
+    ----------
+    dictionary : torch.Tensor, shape (n_components, n_features)
+        Sets the initial filters, the device and the dtype.
+    """
+
+    def __init__(self, dictionary: torch.Tensor, **_):
+        super().__init__()
+        self.weight = nn.Parameter(dictionary.detach().clone())
+        self.bias = nn.Parameter(dictionary.new_zeros(dictionary.shape[0]))
+
+    def linear(self, X: torch.Tensor) -> torch.Tensor:
+        return X @ self.weight.T + self.bias
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.linear(X)
+
+
+class TanhEncoder(LinearEncoder):
+    """:math:`F(x) = g \\odot \\tanh(xW^T + b)` with a learned diagonal gain ``g`` (initially 1).
+
+    Examples
+    --------
+    >>> enc = TanhEncoder(torch.eye(2))
+    >>> enc(torch.tensor([[0.0, 1.0]]))
+    tensor([[0.0000, 0.7616]], grad_fn=<MulBackward0>)
+    """
+
+    def __init__(self, dictionary: torch.Tensor, **_):
+        super().__init__(dictionary)
+        self.gain = nn.Parameter(dictionary.new_ones(dictionary.shape[0]))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.gain * torch.tanh(self.linear(X))
+
+
+class ShrinkEncoder(TanhEncoder):
+    """:math:`F(x) = g \\odot h_\\theta(xW^T + b)`, learned thresholds (initially ``alpha``).
+
+    Parameters
+    ----------
+    dictionary : torch.Tensor, shape (n_components, n_features)
+    alpha : float
+        Initial threshold.
+    positive : bool
+        Non-negative shrinkage.
+    """
+
+    def __init__(self, dictionary: torch.Tensor, alpha: float = 1.0, positive: bool = False, **_):
+        super().__init__(dictionary)
+        self.threshold = nn.Parameter(dictionary.new_full((dictionary.shape[0],), float(alpha)))
+        self.positive = positive
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.gain * shrink(self.linear(X), self.threshold, self.positive)
+
+
+ENCODERS = {"tanh": TanhEncoder, "shrink": ShrinkEncoder, "linear": LinearEncoder}
+
+
+class PSD(nn.Module):
+    """An encoder :math:`F` and a decoder :math:`D` (rows are atoms) trained jointly.
+
+    Parameters
+    ----------
+    dictionary : torch.Tensor, shape (n_components, n_features)
+        Initial decoder; also initialises the encoder's filters.
+    encoder : {"tanh", "shrink", "linear"}, default="tanh"
+    alpha : float, default=1.0
+        Initial threshold of the shrinkage encoder.
+    positive : bool, default=False
+        Non-negative shrinkage encoder.
+
+    Examples
+    --------
+    >>> model = PSD(torch.eye(3), encoder="linear")
+    >>> model.decode(model(torch.ones(1, 3))).shape
+    torch.Size([1, 3])
+    """
+
+    def __init__(
+        self,
+        dictionary: torch.Tensor,
+        encoder: str = "tanh",
+        alpha: float = 1.0,
+        positive: bool = False,
+    ):
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder={encoder!r} is not one of {sorted(ENCODERS)}.")
+        self.dictionary = nn.Parameter(dictionary.detach().clone())
+        self.encoder = ENCODERS[encoder](dictionary, alpha=alpha, positive=positive)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """The predicted codes :math:`F(x)`."""
+        return self.encoder(X)
+
+    def decode(self, Z: torch.Tensor) -> torch.Tensor:
+        """Reconstruction :math:`zD`."""
+        return Z @ self.dictionary
 
 
 class PSDCode(NamedTuple):
@@ -150,7 +270,7 @@ def psd_loss(
     """Mean energy at the inferred codes: the loss of one PSD training step.
 
     ``model`` has an ``encoder`` (the module :math:`F`) and a ``dictionary`` parameter :math:`D`, as
-    :class:`sparsecode.modules.PSD`. :math:`z^\\star` is computed without gradient, so the decoder
+    :class:`PSD`. :math:`z^\\star` is computed without gradient, so the decoder
     gets
     the reconstruction gradient and the encoder the prediction gradient
     :math:`2\\beta(F(x) - z^\\star)\\,\\partial F`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "resolve_dtype", "as_tensor", "to_numpy", "make_generator"]
+__all__ = ["resolve_device", "resolve_dtype", "as_tensor", "to_numpy", "make_generator", "draw_device"]
 
 DeviceLike = str | torch.device | None
 
@@ -98,3 +98,12 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     return gen
+
+
+def draw_device(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:
+    """Where random numbers are drawn: on ``generator``'s device, else on ``like``'s.
+
+    Seeded draws happen on the generator's device, so one seed gives the same numbers wherever the
+    data lives; move the draws to ``like.device`` afterwards.
+    """
+    return generator.device if generator is not None else like.device

@@ -9,7 +9,7 @@ Energy of an image :math:`x` (``C`` channels) with feature maps :math:`z_k` ("va
 with unit-norm decoder kernels :math:`D_k`, encoder kernels :math:`W_k` and, per map, either the
 smooth shrinkage :math:`f_k = \operatorname{sh}_{\beta_k, b_k}` (learned :math:`\beta_k, b_k`) or
 :math:`f_k = g_k \tanh` (learned gain). :math:`w` is the border weighting of
-:func:`sparsecode.conv.border_weights` (or 1), :math:`\gamma` the prediction weight (the author code
+:func:`sparsecode.convolution.border_weights` (or 1), :math:`\gamma` the prediction weight (the author code
 has no 1/2 on that term).
 
 Training step (author code, ``psd.lua``): predict :math:`z^0 = f(W \star x)`; infer :math:`z^*` as
@@ -25,14 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..conv import (
-    ConvOperator,
-    border_weights,
-    conv_correlate,
-    conv_fista,
-    conv_lipschitz_constant,
-    smooth_shrink,
-)
+from ..convolution import ConvOperator, border_weights, conv_correlate, conv_lipschitz_constant
+from ..prox import smooth_shrink
+from ..solvers.conv import conv_fista
 
 __all__ = ["ConvPSD", "CONV_ENCODERS"]
 
@@ -62,7 +57,7 @@ class ConvPSD(nn.Module):
     kernels : torch.Tensor, shape (K, C, kh, kw)
         Initial decoder kernels; they set the device and the dtype.
     L : float
-        Lipschitz constant of the decoder (:func:`sparsecode.conv.conv_lipschitz_constant`).
+        Lipschitz constant of the decoder (:func:`sparsecode.convolution.conv_lipschitz_constant`).
     alpha : float, default=1.0
         Sparsity weight of the energy.
     encoder : {"shrink", "tanh"}, default="shrink"
@@ -154,7 +149,7 @@ class ConvPSD(nn.Module):
         """:math:`z^*`: FISTA on the weighted convolutional lasso from the prediction.
 
         The step is one over the FFT bound of the Lipschitz constant
-        (:func:`sparsecode.conv.conv_lipschitz_constant`), which costs no operator application.
+        (:func:`sparsecode.convolution.conv_lipschitz_constant`), which costs no operator application.
         """
         weights = self.reconstruction_weights(x)
         D = self.decoder_weight.detach()

@@ -133,7 +133,7 @@ def hessian_vector_product(
     Parameters
     ----------
     module, loss_fn, data
-        As in :func:`sparsecode.train.fit_module`.
+        As in :func:`sparsecode.training.fit_module`.
     vector : sequence of tensors shaped like ``params``
     params : sequence of tensors, optional
         Defaults to the module's parameters that require grad.
@@ -241,7 +241,7 @@ def online_max_eigenvalue(
     Parameters
     ----------
     module, loss_fn, data
-        As in :func:`sparsecode.train.fit_module`.
+        As in :func:`sparsecode.training.fit_module`.
     params : sequence of tensors, optional
     n_presentations : int, default=500
         Samples (or minibatches) presented, drawn at random with ``generator``.

@@ -12,7 +12,7 @@ With ``t = 0, 1, 2, ...`` the number of updates done before the current one:
 
 So ``a`` equals ``w`` up to update ``t_0`` and is then the running mean of the iterates from update
 ``t_0`` on (Polyak-Ruppert averaging). The averaged weights ``a`` are the model that is kept:
-:meth:`ASGD.swap_average` exchanges them with the iterates, and :func:`sparsecode.train.fit_module`
+:meth:`ASGD.swap_average` exchanges them with the iterates, and :func:`sparsecode.training.fit_module`
 swaps them in at the end of a fit (and out again before it continues one).
 
 ``lambda`` only shapes the schedule here (Bottou also uses it as the L2 constant; put an
