@@ -1,6 +1,9 @@
 """scikit-learn estimators on the sparsecode torch engine."""
 
-from .conv import ConvSparseAutoencoder, ConvSparseCoder
+from sparsecode import __version__ as __version__  # one version for both packages
+
+from .conv import ConvSparseCoder
+from .conv_autoencoder import ConvSparseAutoencoder
 from .dict_learning import DictionaryLearning
 from .drsae import DrSAE
 from .group_sparse import GroupSparseAutoencoder

@@ -7,17 +7,13 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.base import TransformerMixin
 
 from sparsecode.device import as_tensor, make_generator, resolve_device, to_numpy
 
-__all__ = ["TorchEstimatorMixin", "DeviceWarning", "DEVICE_CONSTRAINT", "DEVICE_DOC"]
+__all__ = ["TorchEstimatorMixin", "FloatTransformerMixin", "DeviceWarning", "DEVICE_CONSTRAINT"]
 
 DEVICE_CONSTRAINT = [str, torch.device, None]
-
-DEVICE_DOC = """device : {"auto", "cpu", "cuda", "cuda:N"}, torch.device or None, default="auto"
-        Where the computation runs. ``"auto"`` (or None) uses CUDA when available. Arrays go in and
-        come out as numpy on the CPU whatever the device."""
-
 
 class DeviceWarning(UserWarning):
     """A model saved on a GPU was loaded on a machine without one, so it moved to the CPU."""
@@ -28,13 +24,46 @@ def _is_torch_state(value) -> bool:
     return module.startswith("torch") or module.startswith("sparsecode")
 
 
+class FloatTransformerMixin(TransformerMixin):
+    """A transformer that keeps float32 and float64 input in its precision.
+
+    A stateless transformer (nothing learned; ``transform`` works unfitted) sets ``_stateless = True``.
+    """
+
+    _stateless = False
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = not self._stateless
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
 class TorchEstimatorMixin:
     """Device resolution, numpy <-> tensor conversion and pickling that survives a CUDA -> CPU move.
 
     Torch state (tensors, modules, optimizers, training state) lives in private attributes. On pickling
     it is written with :func:`torch.save`; on unpickling it is loaded back on its device, or on the CPU
     with a :class:`DeviceWarning` when CUDA is not available.
+
+    Docstrings share their common entries through placeholders: a subclass's own docstring has every
+    ``{name}`` of :meth:`_doc_sections` replaced when the class is created.
     """
+
+    _shared_docs: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        doc = cls.__dict__.get("__doc__")
+        if doc:
+            for name, text in cls._doc_sections().items():
+                doc = doc.replace("{" + name + "}", text)
+            cls.__doc__ = doc
+
+    @classmethod
+    def _doc_sections(cls) -> dict[str, str]:
+        """Placeholder name -> text for the class's docstring (``_shared_docs`` here)."""
+        return cls._shared_docs
 
     def _resolve_device(self) -> torch.device:
         self._device = resolve_device(getattr(self, "device", "auto"))

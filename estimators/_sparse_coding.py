@@ -7,17 +7,17 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from sklearn.decomposition import sparse_encode as sklearn_sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array
 
-from sparsecode.penalties import make_penalty
+from sparsecode.penalties import L1, make_penalty
 from sparsecode.solvers.encode import SOLVERS, solve_lasso
-from sparsecode.topography import Pools, latent_group_lasso
+from sparsecode.topography import Pools
 
-from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
+from ._base import DEVICE_CONSTRAINT, FloatTransformerMixin, TorchEstimatorMixin
+from ._validation import check_codes
 
 __all__ = ["SparseCodingMixin", "TORCH_ALGORITHMS", "SKLEARN_ALGORITHMS", "group_index"]
 
@@ -64,7 +64,7 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
     return torch.as_tensor(inverse, dtype=torch.long)
 
 
-class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin):
+class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TorchEstimatorMixin):
     """Coding against a dictionary with the torch solvers or, for scikit-learn's names, scikit-learn."""
 
     def _transform_alpha(self) -> float:
@@ -78,14 +78,7 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
             return None
         if self.groups is not None:
             raise ValueError("Give either groups or topography, not both.")
-        if len(self.topography) != 2:
-            raise ValueError(f"topography must be (rows, cols), got {self.topography!r}.")
-        rows, cols = (int(s) for s in self.topography)
-        if rows * cols != n_components:
-            raise ValueError(f"topography {(rows, cols)} has {rows * cols} units but there are "
-                             f"{n_components} atoms; make rows * cols equal n_components.")
-        pool = self.pool_size if isinstance(self.pool_size, Integral) else tuple(self.pool_size)
-        return Pools.torus((rows, cols), pool)
+        return Pools.from_topography(self.topography, self.pool_size, n_components=n_components)
 
     def _encode(self, X: np.ndarray, dictionary, *, init=None) -> np.ndarray:
         """Codes of validated ``X``; ``dictionary`` is a numpy array or a tensor on the device."""
@@ -104,18 +97,15 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
         else:
             Xt = self._tensor(X)
             Dt = self._tensor(dictionary, dtype=Xt.dtype)
-            groups, pools = group_index(self.groups, Dt.shape[0]), self._pools(Dt.shape[0])
-            if (groups is not None or pools is not None) and algorithm in ("cd", "homotopy"):
+            m = Dt.shape[0]
+            penalty = make_penalty(positive=self.positive_code, groups=group_index(self.groups, m),
+                                   pools=self._pools(m))
+            if not isinstance(penalty, L1) and algorithm in ("cd", "homotopy"):
                 raise ValueError(f"transform_algorithm={algorithm!r} does not support groups or topography; "
                                  "use 'auto' or 'fista'.")
             z0 = None if init is None else self._tensor(init, dtype=Xt.dtype)
-            options = dict(z0=z0, positive=self.positive_code, max_iter=self.transform_max_iter,
-                           tol=self.transform_tol)
-            if pools is not None:
-                res = latent_group_lasso(Xt, Dt, alpha, pools, **options)
-            else:
-                penalty = make_penalty(alpha, self.positive_code, groups)
-                res = solve_lasso(Xt, Dt, penalty, algorithm=algorithm, **options)
+            res = solve_lasso(Xt, Dt, alpha, penalty=penalty, algorithm=algorithm, z0=z0,
+                              max_iter=self.transform_max_iter, tol=self.transform_tol)
             self._warn_not_converged(res)
             code = self._numpy(res.code, X.dtype)
         if self.split_sign:
@@ -128,11 +118,9 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
             half = code.shape[1] // 2
             code = code[:, :half] - code[:, half:]
         Z = torch.as_tensor(code, dtype=torch.float64)
-        alpha = self._transform_alpha()
-        pools = self._pools(Z.shape[1])
-        if pools is not None:
-            return (alpha * pools.pool(Z).sum(1)).numpy()
-        return make_penalty(alpha, False, group_index(self.groups, Z.shape[1])).value(Z).numpy()
+        m = Z.shape[1]
+        penalty = make_penalty(groups=group_index(self.groups, m), pools=self._pools(m))
+        return penalty.value(Z, self._transform_alpha()).numpy()
 
     def _n_nonzero_coefs(self, shape) -> int | None:
         if self.transform_algorithm not in ("omp", "lars"):
@@ -161,13 +149,8 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Torch
         )
 
     def _inverse(self, code, dictionary: np.ndarray) -> np.ndarray:
-        code = check_array(code, dtype=[np.float64, np.float32])
-        expected = dictionary.shape[0] * (2 if self.split_sign else 1)
-        if code.shape[1] != expected:
-            raise ValueError(
-                f"The code has {code.shape[1]} columns but the dictionary expects {expected} "
-                f"({'2 x ' if self.split_sign else ''}n_components)."
-            )
+        code = check_codes(code, dictionary.shape[0] * (2 if self.split_sign else 1),
+                           "2 x n_components" if self.split_sign else "n_components")
         if self.split_sign:
             half = code.shape[1] // 2
             code = code[:, :half] - code[:, half:]

@@ -1,79 +1,128 @@
-"""The scikit-learn side of the one training loop (:func:`sparsecode.training.fit_module`).
+"""The base of every trained estimator: the shared training parameters, their documentation, and the
+call into the one training loop (:func:`sparsecode.training.fit_module`).
 
-Every trainable estimator declares the shared parameters below, adds
-:data:`TRAINING_PARAMETER_CONSTRAINTS` to its ``_parameter_constraints``, pastes
-:data:`TRAINING_PARAMETERS_DOC` into its docstring and trains through :meth:`TrainingMixin._train`.
+A trained estimator derives from :class:`TrainedEstimator`, lists all its parameters in ``__init__``
+(scikit-learn requires it) and passes the shared ones to ``super().__init__``, extends
+:attr:`TrainedEstimator._parameter_constraints`, writes ``{training}`` in its docstring where the
+shared entries go (filled with the defaults of its own ``__init__``) and trains through
+:meth:`TrainedEstimator._train`.
 """
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.training import DivergenceError, TrainResult, fit_module
 from sparsecode.training.optim import OPTIMIZERS
 
-__all__ = ["TRAINING_PARAMETER_CONSTRAINTS", "TRAINING_PARAMETERS_DOC", "TrainingMixin"]
+from ._base import DEVICE_CONSTRAINT, FloatTransformerMixin, TorchEstimatorMixin
+from ._validation import check_input
 
-TRAINING_PARAMETER_CONSTRAINTS: dict = {
-    "optimizer": [StrOptions(set(OPTIMIZERS)), torch.optim.Optimizer, callable],
-    "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-    "max_iter": [Interval(Integral, 0, None, closed="left")],
-    "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-    "tol": [Interval(Real, 0, None, closed="left")],
-    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    "early_stopping": ["boolean"],
-    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-    "warm_start": ["boolean"],
-    "verbose": ["verbose"],
-}
+__all__ = ["TrainedEstimator", "TrainedTransformer", "training_parameters_doc"]
 
-_TRAINING_DOC_TEMPLATE = """\
-    optimizer : {"sgd", "momentum", "nesterov", "asgd", "rmsprop", "adam", "sdlm", "lbfgs"} \
-or torch.optim.Optimizer subclass, default="adam"
+# name -> (type, description); the default comes from each estimator's own signature
+_TRAINING_PARAMETERS_DOC = {
+    "optimizer": (
+        '{"sgd", "momentum", "nesterov", "asgd", "rmsprop", "adam", "sdlm", "lbfgs"} or '
+        "torch.optim.Optimizer subclass",
+        """\
         Optimizer of the training loop (:data:`sparsecode.training.optim.OPTIMIZERS`). "momentum" and
-        "nesterov" use momentum 0.9; "asgd" keeps the averaged weights; "sdlm" scales each
-        weight's rate by its Gauss-Newton curvature; "lbfgs" uses a strong-Wolfe line search.
-    learning_rate : float or "auto", default=@LEARNING_RATE@
+        "nesterov" use momentum 0.9; "asgd" keeps the averaged weights; "sdlm" scales each weight's
+        rate by its Gauss-Newton curvature; "lbfgs" uses a strong-Wolfe line search.""",
+    ),
+    "learning_rate": (
+        'float or "auto"',
+        """\
         Base rate. "auto" derives it from the largest Hessian eigenvalue (power method):
         1/lambda_max for "sgd" and "asgd", (1 - 0.9)/lambda_max for "momentum"/"nesterov",
         1/lambda_max of the preconditioned Hessian for "sdlm", RMS gradient/lambda_max for
-        "adam"/"rmsprop", and 1 for "lbfgs". The resolved value is ``learning_rate_``.
-    max_iter : int, default=100
-        Maximum number of passes over the training data (0 is allowed).
-    batch_size : int or None, default=256
-        Minibatch size; None uses the whole training set per step.
-    tol : float, default=1e-4
-        Training stops when the loss (the validation loss with ``early_stopping``) has not
-        improved by at least ``tol`` for more than ``n_iter_no_change`` passes.
-    n_iter_no_change : int, default=10
-        Passes without improvement tolerated before stopping.
-    early_stopping : bool, default=False
+        "adam"/"rmsprop", and 1 for "lbfgs". The resolved value is ``learning_rate_``.""",
+    ),
+    "max_iter": ("int", "Maximum number of passes over the training data (0 is allowed)."),
+    "batch_size": ("int or None", "Minibatch size; None uses the whole training set per step."),
+    "tol": (
+        "float",
+        """\
+        Training stops when the loss (the validation loss with ``early_stopping``) has not improved
+        by at least ``tol`` for more than ``n_iter_no_change`` passes.""",
+    ),
+    "n_iter_no_change": ("int", "Passes without improvement tolerated before stopping."),
+    "early_stopping": (
+        "bool",
+        """\
         Hold out ``validation_fraction`` of the training data, stop on its loss and keep the
-        parameters of the best pass.
-    validation_fraction : float, default=0.1
-        Fraction held out when ``early_stopping`` is True.
-    warm_start : bool, default=False
-        Continue the previous fit (same optimizer, counters and curves) instead of restarting.
-    verbose : int, default=0
-        1 prints a line per pass, 2 also a progress bar.
-"""
+        parameters of the best pass.""",
+    ),
+    "validation_fraction": ("float", "Fraction held out when ``early_stopping`` is True."),
+    "warm_start": (
+        "bool",
+        "Continue the previous fit (same optimizer, counters and curves) instead of restarting.",
+    ),
+    "verbose": ("int", "1 prints a line per pass, 2 also a progress bar."),
+    "random_state": (
+        "int, RandomState instance or None",
+        "Seeds the minibatch order and the validation split.",
+    ),
+    "device": (
+        '{"auto", "cpu", "cuda", "cuda:N"}, torch.device or None',
+        """\
+        Where the computation runs. ``"auto"`` (or None) uses CUDA when available. Arrays go in and
+        come out as numpy on the CPU whatever the device.""",
+    ),
+}
 
 
-def training_parameters_doc(learning_rate: str = "1e-3") -> str:
-    """The numpydoc entries of the shared training parameters, with the estimator's default rate."""
-    return _TRAINING_DOC_TEMPLATE.replace("@LEARNING_RATE@", learning_rate)
+def _format_default(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value)
 
 
-TRAINING_PARAMETERS_DOC = training_parameters_doc()
+def training_parameters_doc(init, notes: dict[str, str] | None = None) -> str:
+    """The numpydoc entries of the shared training parameters, with the defaults of ``init``.
+
+    Parameters
+    ----------
+    init : callable
+        An estimator's ``__init__``; its signature gives every default.
+    notes : dict, optional
+        Sentences appended to a parameter's entry (the estimator's own remarks on it).
+
+    Returns
+    -------
+    str
+        The entries, indented for a class docstring.
+    """
+    signature = inspect.signature(init).parameters
+    notes = notes or {}
+    lines = []
+    for name, (kind, description) in _TRAINING_PARAMETERS_DOC.items():
+        lines.append(f"    {name} : {kind}, default={_format_default(signature[name].default)}")
+        body = textwrap.dedent(description)
+        if name in notes:
+            body += "\n" + textwrap.dedent(notes[name])
+        lines.append(textwrap.indent(body.strip("\n"), " " * 8))
+    return "\n".join(lines) + "\n"
 
 
-class TrainingMixin:
-    """Mixin that trains a torch module with the estimator's shared training parameters.
+class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
+    """Base of the estimators that train a torch module with the shared training parameters.
+
+    The placeholder "training" in braces in a subclass's docstring becomes the entries of
+    :func:`training_parameters_doc` for its own defaults, plus its class attribute ``_training_notes``
+    (parameter name -> extra sentences).
 
     Fitted attributes set by :meth:`_train`: ``loss_curve_`` (mean training loss per pass, all
     calls), ``n_iter_`` (passes, all calls), ``learning_rate_`` (the resolved rate),
@@ -81,6 +130,55 @@ class TrainingMixin:
     loss per pass). The loop state lives in ``self._train_state`` (plain tensors and an
     optimizer; pickled with the estimator).
     """
+
+    _parameter_constraints: dict = {
+        "optimizer": [StrOptions(set(OPTIMIZERS)), torch.optim.Optimizer, callable],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+        "device": DEVICE_CONSTRAINT,
+    }
+
+    _training_notes: dict[str, str] = {}
+
+    @classmethod
+    def _doc_sections(cls) -> dict[str, str]:
+        return {**super()._doc_sections(), "training": training_parameters_doc(cls.__init__, cls._training_notes)}
+
+    def __init__(
+        self,
+        optimizer,
+        learning_rate,
+        max_iter,
+        batch_size,
+        tol,
+        n_iter_no_change,
+        early_stopping,
+        validation_fraction,
+        warm_start,
+        verbose,
+        random_state,
+        device,
+    ):
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.random_state = random_state
+        self.device = device
 
     def _train(
         self,
@@ -169,3 +267,41 @@ generator, max_steps
                 ConvergenceWarning,
             )
         return result
+
+
+class TrainedTransformer(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TrainedEstimator):
+    """A trained estimator whose ``transform`` runs its module ``self._module`` on validated input.
+
+    Subclasses compute their features in :meth:`_features_of`; the input reaches it as a tensor in the
+    module's dtype and the output leaves in the dtype of ``X``. One feature per row of ``components_``
+    unless a subclass says otherwise.
+    """
+
+    def _input(self, X) -> tuple[torch.Tensor, np.dtype]:
+        """``X`` validated, as a tensor in the module's dtype, and the dtype ``X`` had."""
+        check_is_fitted(self)
+        X = check_input(self, X, reset=False)
+        return self._tensor(X, dtype=next(self._module.parameters()).dtype), X.dtype
+
+    def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
+        """The features ``transform`` returns, of an input tensor from :meth:`_input`."""
+        raise NotImplementedError
+
+    def transform(self, X):
+        """The learned features of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out), in the float dtype of ``X``
+        """
+        Xt, dtype = self._input(X)
+        with torch.no_grad():
+            return self._numpy(self._features_of(Xt), dtype)
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]

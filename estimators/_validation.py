@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
-__all__ = ["check_input", "check_dictionary"]
+__all__ = ["check_input", "check_dictionary", "check_codes"]
 
 _COMPLEX_ADVICE = (
     "Complex data not supported: {name} has a complex dtype. Pass real values, for example "
@@ -32,6 +32,36 @@ def check_dictionary(dictionary, name: str = "dictionary", dtype=None) -> np.nda
     with _clear_complex_error(name):
         return check_array(dictionary, dtype=dtype or [np.float64, np.float32], ensure_all_finite=True,
                            input_name=name)
+
+
+def check_codes(X, n_columns: int, layout: str) -> np.ndarray:
+    """Validate the input of ``inverse_transform``: a finite 2-D float array of ``n_columns`` columns.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_columns)
+        Codes or features, as ``transform`` returns them.
+    n_columns : int
+        The width the estimator decodes.
+    layout : str
+        What the columns are (e.g. ``"n_components"``), named in the error.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_columns), float32 or float64
+
+    Raises
+    ------
+    ValueError
+        For NaN/inf, complex, non-2-D input, or another number of columns.
+    """
+    with _clear_complex_error("X"):
+        X = check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=True, input_name="X")
+    if X.shape[1] != n_columns:
+        raise ValueError(
+            f"X has {X.shape[1]} columns but inverse_transform expects {n_columns} ({layout})."
+        )
+    return X
 
 
 class _clear_complex_error:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,7 +11,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecode.dictionary import OnlineDictionaryState, init_dictionary, online_dictionary_step
+from sparsecode.dictionary import (
+    OnlineDictionaryState,
+    init_dictionary,
+    learn_dictionary_online,
+    online_dictionary_step,
+)
 
 from ._sparse_coding import TORCH_ALGORITHMS, TRANSFORM_PARAMETER_CONSTRAINTS, SparseCodingMixin, group_index
 from ._validation import check_dictionary, check_input
@@ -27,7 +30,9 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
     Learns atoms ``D`` (rows, norm at most 1) and sparse codes minimising the mean over samples of
     ``0.5*||x - z D||^2 + alpha*||z||_1``, one minibatch at a time. This one class covers both of
     scikit-learn's dictionary learners and takes ``MiniBatchDictionaryLearning``'s parameter names;
-    with ``batch_size >= n_samples`` every step sees the whole data set (batch learning).
+    with ``batch_size >= n_samples`` every step sees the whole data set (batch learning). ``fit`` runs
+    online dictionary learning's own loop, :func:`sparsecode.dictionary.learn_dictionary_online`
+    (statistics updates and coordinate sweeps, not the gradient-step loop of the other estimators).
 
     Parameters
     ----------
@@ -159,8 +164,8 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         self.device = device
 
     # -- fitting -------------------------------------------------------------------------------------
-    def _initialize(self, X: np.ndarray) -> None:
-        """Fresh dictionary, statistics and random stream for ``X``."""
+    def _initialize(self, X: np.ndarray) -> torch.Tensor:
+        """Fresh dictionary, statistics and random stream for ``X``; returns ``X`` as a tensor."""
         self._random_state = check_random_state(self.random_state)
         self._resolve_device()
         self._n_components = self.n_components or X.shape[1]
@@ -181,39 +186,28 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
             D = init_dictionary(Xt, self._n_components, self._generator(self._random_state), self.positive_dict)
         self._dictionary = D
         self._inner_stats = OnlineDictionaryState.zeros(D)
-        self._ewa_cost, self._ewa_cost_min, self._no_improvement = None, None, 0
         self.n_steps_ = 0
+        return Xt
 
-    def _step(self, Xb: torch.Tensor, generator) -> float:
-        return float(online_dictionary_step(
-            self._dictionary, self._inner_stats, Xb, self.alpha, batch_size=self._batch_size,
+    def _step_options(self) -> dict:
+        """Keyword arguments of :func:`sparsecode.dictionary.online_dictionary_step` from the parameters."""
+        return dict(
             algorithm="auto" if self.fit_algorithm == "lars" else self.fit_algorithm,
             positive_code=self.positive_code, positive_dict=self.positive_dict,
-            max_iter=self.transform_max_iter, tol=min(self.transform_tol, 1e-4), generator=generator,
+            max_iter=self.transform_max_iter, tol=min(self.transform_tol, 1e-4),
             groups=self._group_index, pools=self._pool_structure,
-        ))
+        )
 
-    def _converged(self, step: int, n_samples: int, batch_cost: float, dict_diff: float) -> bool:
-        """scikit-learn's MiniBatchDictionaryLearning stopping rules (after a warm-up)."""
-        if step <= min(100, n_samples / self._batch_size):
-            return False
-        weight = min(self._batch_size / (n_samples + 1), 1)
-        self._ewa_cost = batch_cost if self._ewa_cost is None else (
-            self._ewa_cost * (1 - weight) + batch_cost * weight)
-        if self.tol > 0 and dict_diff <= self.tol:
-            return True
-        if self._ewa_cost_min is None or self._ewa_cost < self._ewa_cost_min:
-            self._no_improvement, self._ewa_cost_min = 0, self._ewa_cost
-        else:
-            self._no_improvement += 1
-        return self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement
+    def _report(self, info: dict) -> bool:
+        """The user's ``callback`` on one step's ``info`` from the engine, with this estimator added."""
+        return self.callback({"estimator": self, **info, "dictionary": self._numpy(info["dictionary"])})
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Learn the dictionary from ``X``.
+        """Learn the dictionary from ``X`` with :func:`sparsecode.dictionary.learn_dictionary_online`.
 
         Stops early by ``tol`` / ``max_no_improvement``, after ``max_iter`` passes, when ``callback``
-        returns True, or on Ctrl-C (keeping the dictionary as it was after the last full step).
+        returns True, or on Ctrl-C (keeping the dictionary as the last step left it).
 
         Parameters
         ----------
@@ -225,38 +219,15 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         self
         """
         X = check_input(self, X, reset=True)
-        self._initialize(X)
-        n = X.shape[0]
-        self._batch_size = min(self.batch_size, n)
-        steps_per_pass = math.ceil(n / self._batch_size)
-        n_steps = self.max_iter * steps_per_pass
-        Xt = self._tensor(X)
-        generator = self._generator(self._random_state)
-        start, step, order = time.perf_counter(), 0, None
-        try:
-            for step in range(n_steps):
-                if step % steps_per_pass == 0:
-                    order = (torch.randperm(n, generator=generator, device=generator.device).to(Xt.device)
-                             if self.shuffle else torch.arange(n, device=Xt.device))
-                i = step % steps_per_pass
-                old = self._dictionary.clone()
-                cost = self._step(Xt[order[i * self._batch_size:(i + 1) * self._batch_size]], generator)
-                self.n_steps_ = step + 1
-                diff = float(torch.linalg.vector_norm(self._dictionary - old)) / self._n_components
-                if self.verbose and (i == steps_per_pass - 1):
-                    print(f"[DictionaryLearning] pass {step // steps_per_pass + 1}/{self.max_iter}, "
-                          f"step {step + 1}: batch cost {cost:.5f}, {time.perf_counter() - start:.1f} s")
-                stop = self.callback is not None and self.callback(
-                    {"estimator": self, "step": step + 1, "n_steps": n_steps, "batch_cost": cost,
-                     "dictionary": self._numpy(self._dictionary)})
-                if stop or self._converged(step + 1, n, cost, diff):
-                    if self.verbose:
-                        print(f"[DictionaryLearning] converged after {step + 1} steps")
-                    break
-        except KeyboardInterrupt:
-            if self.verbose:
-                print(f"[DictionaryLearning] interrupted after {self.n_steps_} steps; keeping that state")
-        self.n_iter_ = math.ceil(self.n_steps_ / steps_per_pass)
+        Xt = self._initialize(X)
+        result = learn_dictionary_online(
+            Xt, self._dictionary, self._inner_stats, self.alpha, batch_size=self.batch_size,
+            max_iter=self.max_iter, shuffle=self.shuffle, tol=self.tol,
+            max_no_improvement=self.max_no_improvement, generator=self._generator(self._random_state),
+            callback=None if self.callback is None else self._report, verbose=self.verbose,
+            step_options=self._step_options(),
+        )
+        self.n_steps_, self.n_iter_ = result.n_steps, result.n_passes
         self.components_ = self._numpy(self._dictionary, X.dtype)
         return self
 
@@ -280,16 +251,24 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         first = not hasattr(self, "components_")
         X = check_input(self, X, reset=first)
         if first:
-            self._initialize(X)
+            Xt = self._initialize(X)
             self.n_iter_ = 0
-        self._batch_size = X.shape[0]
-        self._step(self._tensor(X), self._generator(self._random_state))
+        else:
+            Xt = self._tensor(X)
+        online_dictionary_step(self._dictionary, self._inner_stats, Xt, self.alpha, batch_size=X.shape[0],
+                               generator=self._generator(self._random_state), **self._step_options())
         self.n_steps_ += 1
         self.n_iter_ += 1
         self.components_ = self._numpy(self._dictionary, X.dtype)
         return self
 
     # -- using the dictionary ------------------------------------------------------------------------
+    def _checked_codes(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` validated against the fit, and its codes in the learned dictionary."""
+        check_is_fitted(self)
+        X = check_input(self, X, reset=False)
+        return X, self._encode(X, self.components_)
+
     def transform(self, X):
         """Sparse codes of ``X`` in the learned dictionary.
 
@@ -301,9 +280,7 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         -------
         code : ndarray of shape (n_samples, n_components)
         """
-        check_is_fitted(self)
-        X = check_input(self, X, reset=False)
-        return self._encode(X, self.components_)
+        return self._checked_codes(X)[1]
 
     def inverse_transform(self, X):
         """Reconstruct data from codes: ``code @ components_``.
@@ -334,9 +311,7 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         -------
         score : float
         """
-        check_is_fitted(self)
-        X = check_input(self, X, reset=False)
-        code = self._encode(X, self.components_)
+        X, code = self._checked_codes(X)
         residual = X - self._inverse(code, self.components_)
         energy = 0.5 * (residual**2).sum(1) + self._penalty_value(code)
         return -float(energy.mean())

@@ -7,32 +7,23 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassifierMixin,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.models.drsae import DrSAE as DrSAEModule
 from sparsecode.models.drsae import supervised_loss, unsupervised_loss
 from sparsecode.training import TrainState
 
-from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
-from ._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin
+from ._training import TrainedEstimator, TrainedTransformer
 from ._validation import check_input
 
 __all__ = ["DrSAE"]
 
 
-class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, TrainingMixin,
-            TorchEstimatorMixin, BaseEstimator):
+class DrSAE(ClassifierMixin, TrainedTransformer):
     """Discriminative recurrent sparse auto-encoder: a classifier whose features are sparse codes.
 
     A recurrent ReLU encoder ``z_{t+1} = max(0, x E^T + z_t S^T - b)`` unrolled for ``n_layers``
@@ -67,26 +58,9 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
     pretrain_iter : int, default=100
         Passes of unsupervised pretraining (0 skips it; the author code's 100). A fixed schedule:
         it stops early only on ``tol``, never warns.
-    optimizer : str, default="sgd"
-        As in the paper: plain SGD.
-    learning_rate : float or "auto", default=0.01
-        Base rate (the author code's 1e-2 on the minibatch-mean loss), scaled per matrix as
-        described above.
     lr_decay : float, default=5e-7
         Rate decay per training sample seen (the author code's 5e-7); 0 keeps the rate constant.
-    max_iter : int, default=100
-        Passes of supervised training at most.
-    batch_size : int or None, default=10
-        The author code's minibatch size.
-    tol, n_iter_no_change, early_stopping, validation_fraction, warm_start, verbose
-        The shared training parameters (see :data:`estimators._training.TRAINING_PARAMETERS_DOC`).
-        ``early_stopping`` (the paper's schedule) applies to the supervised stage. ``warm_start``
-        continues the supervised stage of the previous fit without pretraining again.
-    random_state : int, RandomState instance or None, default=None
-        Initial dictionary, shuffling and the validation split.
-    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
-        Where the network is trained and run.
-
+{training}
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -124,6 +98,18 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
     (2, 32)
     """
 
+    _training_notes = {
+        "optimizer": "The paper's: plain SGD.",
+        "learning_rate": """\
+            The author code's 1e-2 on the minibatch-mean loss, scaled per matrix as described
+            above.""",
+        "max_iter": "Here: passes of supervised training.",
+        "batch_size": "The author code's.",
+        "early_stopping": "It applies to the supervised stage (the paper's schedule).",
+        "warm_start": "It continues the supervised stage of the previous fit without pretraining again.",
+        "random_state": "Also seeds the initial dictionary.",
+    }
+
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
@@ -131,9 +117,7 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "lr_decay": [Interval(Real, 0, None, closed="left")],
         "pretrain_iter": [Interval(Integral, 0, None, closed="left")],
-        **TRAINING_PARAMETER_CONSTRAINTS,
-        "random_state": ["random_state"],
-        "device": DEVICE_CONSTRAINT,
+        **TrainedEstimator._parameter_constraints,
     }
 
     def __init__(
@@ -144,38 +128,18 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         alpha=0.018,
         reconstruction_weight=5.0,
         pretrain_iter=100,
-        optimizer="sgd",
-        learning_rate=0.01,
-        lr_decay=5e-7,
-        max_iter=100,
-        batch_size=10,
-        tol=1e-4,
-        n_iter_no_change=10,
-        early_stopping=False,
-        validation_fraction=0.1,
-        warm_start=False,
-        verbose=0,
-        random_state=None,
-        device="auto",
+        optimizer="sgd", learning_rate=0.01, lr_decay=5e-7, max_iter=100, batch_size=10, tol=1e-4,
+        n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0,
+        random_state=None, device="auto",
     ):
+        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+                         validation_fraction, warm_start, verbose, random_state, device)
         self.n_components = n_components
         self.n_layers = n_layers
         self.alpha = alpha
         self.reconstruction_weight = reconstruction_weight
         self.pretrain_iter = pretrain_iter
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
         self.lr_decay = lr_decay
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.random_state = random_state
-        self.device = device
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -227,13 +191,7 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         module = DrSAEModule(X.shape[1], self.n_components, n_classes, self.n_layers, self.alpha,
                              reconstruction_weight=self.reconstruction_weight, device=X.device,
                              dtype=X.dtype)
-        options = dict(generator=generator, device=X.device, dtype=X.dtype)
-        noise = (2 * torch.rand(self.n_components, X.shape[1], **options) - 1) / self.n_components ** 0.5
-        samples = torch.randint(0, X.shape[0], (self.n_components,), generator=generator,
-                                device=X.device)
-        atoms = noise + 0.25 * X[samples]
-        atoms = atoms / torch.linalg.vector_norm(atoms, dim=1, keepdim=True).clamp(min=1e-12)
-        self.step_ = module.init_from_dictionary(atoms)
+        self.step_ = module.init_from_samples(X, generator)
         return module
 
     def _set_fitted_attributes(self) -> None:
@@ -244,26 +202,14 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         self.bias_ = self._numpy(module.bias)
         self.coef_ = self._numpy(module.classifier)
 
+    def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
+        """The codes ``z_T`` of the recurrent encoder (non-negative)."""
+        return self._module(Xt)
+
     @torch.no_grad()
-    def _codes_and_logits(self, X, logits: bool):
-        check_is_fitted(self)
-        X = check_input(self, X, reset=False)
-        Z = self._module(self._tensor(X, dtype=self._module.decoder.dtype))
-        return X.dtype, Z, (self._module.logits(Z) if logits else None)
-
-    def transform(self, X):
-        """The codes ``z_T`` of the recurrent encoder.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components), non-negative
-        """
-        dtype, Z, _ = self._codes_and_logits(X, logits=False)
-        return self._numpy(Z, dtype)
+    def _logits(self, X) -> tuple[np.dtype, torch.Tensor]:
+        Xt, dtype = self._input(X)
+        return dtype, self._module.logits(self._module(Xt))
 
     def decision_function(self, X):
         """Classifier logits ``C z_T / ||z_T||``.
@@ -277,7 +223,7 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
             With two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``.
         """
-        dtype, _, logits = self._codes_and_logits(X, logits=True)
+        dtype, logits = self._logits(X)
         if logits.shape[1] == 2:
             logits = logits[:, 1] - logits[:, 0]
         return self._numpy(logits, dtype)
@@ -293,12 +239,12 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        dtype, _, logits = self._codes_and_logits(X, logits=True)
+        dtype, logits = self._logits(X)
         return self._numpy(torch.softmax(logits, dim=1), dtype)
 
     def predict_log_proba(self, X):
         """Log-softmax of the logits, shape ``(n_samples, n_classes)``."""
-        dtype, _, logits = self._codes_and_logits(X, logits=True)
+        dtype, logits = self._logits(X)
         return self._numpy(torch.log_softmax(logits, dim=1), dtype)
 
     def predict(self, X):
@@ -312,14 +258,5 @@ class DrSAE(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, 
         -------
         ndarray of shape (n_samples,)
         """
-        _, _, logits = self._codes_and_logits(X, logits=True)
+        _, logits = self._logits(X)
         return self.classes_[self._numpy(logits.argmax(1))]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    @property
-    def _n_features_out(self):
-        return self.components_.shape[0]

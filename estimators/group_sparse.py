@@ -9,7 +9,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from sparsecode.topography import Pools
 
-from ._training import TRAINING_PARAMETERS_DOC
 from .psd import PredictiveSparseDecomposition
 
 __all__ = ["GroupSparseAutoencoder"]
@@ -19,19 +18,14 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
     __doc__ = """PSD with a group penalty: disjoint groups or a topographic map.
 
     Minimises the mean of ``0.5*||x - z D||^2 + alpha*sum_i v_i(z) + beta*||z - F(x)||^2`` at the
-    optimal
-    codes, where ``v_i(z) = sqrt(sum_{j in P_i} w_j z_j^2)`` pools the units of ``P_i``, trained as
-    :class:`PredictiveSparseDecomposition`. With ``group_size`` the pools are consecutive disjoint
-    groups
-    (weights 1; exact block soft threshold). With ``topography=(rows, cols)`` the units form a map
-    that
-    wraps around and every unit has a ``pool_size`` window of Gaussian weights; these pools overlap,
-    and
-    the penalty is taken in its latent group lasso form (each pool owns a copy of its units and the
-    code is
-    their sum), which keeps an exact block soft threshold. Neighbouring units then learn similar
-    filters,
-    and the pooled values ``v_i`` are locally invariant features (``transform_output="pooled"``).
+    optimal codes, where ``v_i(z) = sqrt(sum_{j in P_i} w_j z_j^2)`` pools the units of ``P_i``,
+    trained as :class:`PredictiveSparseDecomposition`. With ``group_size`` the pools are consecutive
+    disjoint groups (weights 1; exact block soft threshold). With ``topography=(rows, cols)`` the
+    units form a map that wraps around and every unit has a ``pool_size`` window of Gaussian weights;
+    these pools overlap, and the penalty is taken in its latent group lasso form (each pool owns a
+    copy of its units and the code is their sum), which keeps an exact block soft threshold.
+    Neighbouring units then learn similar filters, and the pooled values ``v_i`` are locally
+    invariant features (``transform_output="pooled"``).
 
     Parameters
     ----------
@@ -55,15 +49,13 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
         ``transform`` returns the codes, or their pooled values (one per group or per map unit).
     transform_algorithm, positive_code, inference_max_iter, inference_tol
         As in :class:`PredictiveSparseDecomposition`.
-{training}    random_state : int, RandomState instance or None, default=None
-    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
-
+{training}
     Attributes
     ----------
     components_ : ndarray of shape (n_components, n_features)
     pool_weights_ : ndarray of shape (n_pools, n_components)
-        Weight of every unit in every pool (zero outside the pool); ``pooled = sqrt(codes**2 @
-        pool_weights_.T)``.
+        Weight of every unit in every pool (zero outside the pool);
+        ``pooled = sqrt(codes**2 @ pool_weights_.T)``.
     loss_curve_, n_iter_, learning_rate_, n_features_in_, feature_names_in_
         As in :class:`PredictiveSparseDecomposition`.
 
@@ -76,7 +68,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
     ...                              transform_output="pooled", random_state=0, device="cpu")
     >>> gsa.fit_transform(X).shape
     (100, 9)
-    """.replace("{training}", TRAINING_PARAMETERS_DOC)
+    """
 
     _parameter_constraints: dict = {
         **PredictiveSparseDecomposition._parameter_constraints,
@@ -103,40 +95,17 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
         positive_code=False,
         inference_max_iter=100,
         inference_tol=1e-4,
-        optimizer="adam",
-        learning_rate=1e-3,
-        max_iter=100,
-        batch_size=256,
-        tol=1e-4,
-        n_iter_no_change=10,
-        early_stopping=False,
-        validation_fraction=0.1,
-        warm_start=False,
-        verbose=0,
-        random_state=None,
+        optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
+        early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
         device="auto",
     ):
         super().__init__(
-            n_components,
-            alpha=alpha,
-            beta=beta,
-            encoder=encoder,
-            transform_algorithm=transform_algorithm,
-            positive_code=positive_code,
-            inference_max_iter=inference_max_iter,
-            inference_tol=inference_tol,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            max_iter=max_iter,
-            batch_size=batch_size,
-            tol=tol,
-            n_iter_no_change=n_iter_no_change,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            warm_start=warm_start,
-            verbose=verbose,
-            random_state=random_state,
-            device=device,
+            n_components, alpha=alpha, beta=beta, encoder=encoder, transform_algorithm=transform_algorithm,
+            positive_code=positive_code, inference_max_iter=inference_max_iter, inference_tol=inference_tol,
+            optimizer=optimizer, learning_rate=learning_rate, max_iter=max_iter, batch_size=batch_size, tol=tol,
+            n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, warm_start=warm_start, verbose=verbose,
+            random_state=random_state, device=device,
         )
         self.group_size = group_size
         self.topography = topography
@@ -146,20 +115,10 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
 
     def _resolve_structure(self, n_features: int) -> None:
         if self.topography is None:
-            m = self.n_components or n_features
-            self._pools = Pools.disjoint(m, self.group_size)
+            self._pools = Pools.disjoint(self.n_components or n_features, self.group_size)
         else:
-            if len(self.topography) != 2:
-                raise ValueError(f"topography must be (rows, cols), got {self.topography!r}.")
-            rows, cols = (int(s) for s in self.topography)
-            m = rows * cols
-            if self.n_components is not None and self.n_components != m:
-                raise ValueError(
-                    f"n_components={self.n_components} does not match topography "
-                    f"{(rows, cols)} ({m} units); leave n_components=None."
-                )
-            pool = self.pool_size if isinstance(self.pool_size, Integral) else tuple(self.pool_size)
-            self._pools = Pools.torus((rows, cols), pool, self.sigma)
+            self._pools = Pools.from_topography(self.topography, self.pool_size, self.sigma, self.n_components)
+        m = self._pools.n_components
         self._n_components = m
         self.pool_weights_ = self._pools.weights.numpy()
 

@@ -6,36 +6,26 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-    clone,
-)
+from sklearn.base import _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.models import LISTA as LISTAModule
 from sparsecode.models import LCoD as LCoDModule
 from sparsecode.models import make_loss
-from sparsecode.models.lista import LOSSES, PARAMETRIZATIONS
+from sparsecode.models.lista import LOSSES, LR_DECAY, PARAMETRIZATIONS, TARGET_MAX_ITER, TARGET_TOL
 from sparsecode.objectives import lasso_energy
+from sparsecode.penalties import L1
 from sparsecode.solvers.encode import solve_lasso
 
-from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
-from ._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin, training_parameters_doc
-from ._validation import check_dictionary, check_input
+from ._training import TrainedEstimator, TrainedTransformer
+from ._validation import check_codes, check_dictionary, check_input
 
 __all__ = ["LISTA", "LCoD"]
 
-# The exact codes the encoders learn to match (loss="code"): FISTA with support polishing, run until
-# the relative duality gap is 1e-6 (about the float32 floor; the codes then agree to ~1e-10 relative).
-TARGET_TOL = 1e-6
-TARGET_MAX_ITER = 10_000
-
-_COMMON_DOC = """dictionary : None, array-like of shape (n_components, n_features) or estimator, default=None
+_DICTIONARY_DOC = """\
+    dictionary : None, array-like of shape (n_components, n_features) or estimator, default=None
         The dictionary whose lasso codes are approximated (rows are atoms). None learns one first
         with :class:`estimators.DictionaryLearning` (``n_components``, ``alpha``, ``random_state``,
         ``device``); an unfitted estimator exposing ``components_`` after ``fit`` (e.g. a configured
@@ -44,31 +34,24 @@ _COMMON_DOC = """dictionary : None, array-like of shape (n_components, n_feature
         Atoms learned when ``dictionary`` is None (``n_features`` when None); else ignored.
     alpha : float, default=1.0
         Lasso penalty ``0.5*||x - z D||^2 + alpha*||z||_1`` of the codes approximated.
-    n_layers : int, default={n_layers}
-        {layers}
-    loss : {{"code", "energy"}}, default="code"
+"""
+
+_LOSS_DOC = """\
+    loss : {"code", "energy"}, default="code"
         ``"code"``: mean ``0.5*||f(x) - z*||^2`` against the exact codes ``z*`` (the paper's; computed
         by FISTA with support polishing to a relative duality gap of 1e-6). ``"energy"``: the mean
         lasso energy of ``f(x)`` itself, with no teacher (Ablin et al. 2019).
     positive_code : bool, default=False
-        Non-negative codes (one-sided shrinkage)."""
+        Non-negative codes (one-sided shrinkage).
+"""
 
-# Torch7's learningRateDecay in training samples: the rate is learning_rate / (1 + LR_DECAY * n_seen),
-# a third of the base rate after a million patches (chosen on bench_lista.py's 10x10 patches).
-LR_DECAY = 2e-6
+_SCHEDULE_DOC = """\
+    The rate decays as ``learning_rate / (1 + LR_DECAY * samples seen)`` (Torch7's
+    ``learningRateDecay``, :data:`sparsecode.models.lista.LR_DECAY`);
+    ``benchmarks/bench_lista.py`` reports what the default training reaches on 10x10 natural-image
+    patches."""
 
-_TRAINING_DEFAULTS_DOC = """
-    Default training: Adam at ``learning_rate=3e-3`` on minibatches of 256, at most 100 passes, the
-    rate decayed as ``learning_rate / (1 + 2e-6 * samples seen)`` (Torch7's ``learningRateDecay``);
-    ``benchmarks/bench_lista.py`` reports what it reaches on 10x10 natural-image patches."""
-
-_TRAINING_DOC = training_parameters_doc(learning_rate="3e-3")
-
-_LISTA_LAYERS_DOC = (
-    "Steps ``T`` after the first shrinkage (``T + 1`` shrinkages; 0 is a one-layer encoder)."
-)
-
-_ATTRIBUTES_DOC = """
+_ATTRIBUTES_DOC = """\
     Attributes
     ----------
     components_ : ndarray of shape (n_components, n_features)
@@ -85,17 +68,19 @@ _ATTRIBUTES_DOC = """
         Only when ``X`` has string feature names."""
 
 
-class _AmortizedEncoder(
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    TrainingMixin,
-    TorchEstimatorMixin,
-    BaseEstimator,
-):
+class _AmortizedEncoder(TrainedTransformer):
     """What LISTA and LCoD share: the dictionary, the targets, the training call, transform and score.
 
     Subclasses set the defaults in ``__init__`` and build their module in :meth:`_make_module`.
     """
+
+    _shared_docs = {
+        "dictionary": _DICTIONARY_DOC,
+        "loss": _LOSS_DOC,
+        "schedule": _SCHEDULE_DOC,
+        "attributes": _ATTRIBUTES_DOC,
+    }
+    _training_notes = {"random_state": "Also seeds the dictionary learning."}
 
     _parameter_constraints: dict = {
         "dictionary": ["array-like", HasMethods(["fit"]), None],
@@ -104,9 +89,7 @@ class _AmortizedEncoder(
         "n_layers": [Interval(Integral, 0, None, closed="left")],
         "loss": [StrOptions(set(LOSSES))],
         "positive_code": ["boolean"],
-        **TRAINING_PARAMETER_CONSTRAINTS,
-        "random_state": ["random_state"],
-        "device": DEVICE_CONSTRAINT,
+        **TrainedEstimator._parameter_constraints,
     }
 
     def _make_module(self, D: torch.Tensor) -> torch.nn.Module:
@@ -139,7 +122,7 @@ class _AmortizedEncoder(
             Xt,
             Dt,
             self.alpha,
-            positive=self.positive_code,
+            penalty=L1(self.positive_code),
             tol=TARGET_TOL,
             max_iter=TARGET_MAX_ITER,
         ).code
@@ -190,18 +173,8 @@ class _AmortizedEncoder(
         with torch.no_grad():
             return Xt, self._module(Xt.to(param)).to(Xt)
 
-    def transform(self, X):
-        """The encoder's codes of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        code : ndarray of shape (n_samples, n_components)
-        """
-        return self._numpy(self._encode(X)[1])
+    def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
+        return self._module(Xt)
 
     def inverse_transform(self, X):
         """Reconstruction ``code @ components_``.
@@ -215,12 +188,7 @@ class _AmortizedEncoder(
         X_original : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        code = check_array(X, dtype=[np.float64, np.float32])
-        if code.shape[1] != self.components_.shape[0]:
-            raise ValueError(
-                f"X has {code.shape[1]} columns but the encoder has "
-                f"{self.components_.shape[0]} components."
-            )
+        code = check_codes(X, self.components_.shape[0], "n_components")
         return code @ self.components_.astype(code.dtype, copy=False)
 
     def score(self, X, y=None):
@@ -239,18 +207,9 @@ class _AmortizedEncoder(
         Dt = self._tensor(self.components_, dtype=Xt.dtype)
         return -float(lasso_energy(Xt, Z, Dt, self.alpha).mean())
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    @property
-    def _n_features_out(self):
-        return self.components_.shape[0]
-
 
 class LISTA(_AmortizedEncoder):
-    __doc__ = f"""Learned ISTA (Gregor & LeCun 2010): a fixed number of trained shrinkage steps.
+    __doc__ = """Learned ISTA (Gregor & LeCun 2010): a fixed number of trained shrinkage steps.
 
     ``transform`` runs ``Z0 = h(x W^T)``, ``Z_t = h(x W^T + Z_(t-1) S)`` for ``t = 1..n_layers``, with
     ``W``, ``S`` and per-unit thresholds trained (through :func:`sparsecode.training.fit_module`) to
@@ -258,22 +217,20 @@ class LISTA(_AmortizedEncoder):
     ``S = I - D D^T/L``, ``theta = alpha/L``. Variants: ``tied=False`` (one set of weights per step),
     ``parametrization="coupled"`` (LISTA-CP, ``S = I - W D^T``), ``"step"`` (only a step size is learned,
     Ablin et al. 2019) and ``inhibition_fraction < 1`` (the paper's partial mutual inhibition).
-{_TRAINING_DEFAULTS_DOC}
+{schedule}
 
     Parameters
     ----------
-    {_COMMON_DOC.format(n_layers=3, layers=_LISTA_LAYERS_DOC)}
-    parametrization : {{"full", "coupled", "step"}}, default="full"
+{dictionary}    n_layers : int, default=3
+        Steps ``T`` after the first shrinkage (``T + 1`` shrinkages; 0 is a one-layer encoder).
+{loss}    parametrization : {"full", "coupled", "step"}, default="full"
         See :class:`sparsecode.models.LISTA`.
     tied : bool, default=True
         Share the weights across steps.
     inhibition_fraction : float, default=1.0
         Fraction of the entries of ``S`` kept, the largest at the ISTA values (``"full"`` only).
-{_TRAINING_DOC}    random_state : int, RandomState instance or None, default=None
-        Seeds the dictionary learning and the minibatch order.
-    device : {{"auto", "cpu", "cuda", "cuda:N"}}, default="auto"
-        Where to compute; arrays come back as numpy.
-{_ATTRIBUTES_DOC}
+{training}
+{attributes}
 
     Examples
     --------
@@ -306,19 +263,12 @@ class LISTA(_AmortizedEncoder):
         tied=True,
         inhibition_fraction=1.0,
         positive_code=False,
-        optimizer="adam",
-        learning_rate=3e-3,
-        max_iter=100,
-        batch_size=256,
-        tol=1e-4,
-        n_iter_no_change=10,
-        early_stopping=False,
-        validation_fraction=0.1,
-        warm_start=False,
-        verbose=0,
-        random_state=None,
+        optimizer="adam", learning_rate=3e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
+        early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
         device="auto",
     ):
+        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+                         validation_fraction, warm_start, verbose, random_state, device)
         self.dictionary = dictionary
         self.n_components = n_components
         self.alpha = alpha
@@ -328,18 +278,6 @@ class LISTA(_AmortizedEncoder):
         self.tied = tied
         self.inhibition_fraction = inhibition_fraction
         self.positive_code = positive_code
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.random_state = random_state
-        self.device = device
 
     def _make_module(self, D: torch.Tensor) -> LISTAModule:
         return LISTAModule(
@@ -354,7 +292,7 @@ class LISTA(_AmortizedEncoder):
 
 
 class LCoD(_AmortizedEncoder):
-    __doc__ = f"""Learned coordinate descent (Gregor & LeCun 2010): a fixed number of trained greedy
+    __doc__ = """Learned coordinate descent (Gregor & LeCun 2010): a fixed number of trained greedy
     coordinate steps.
 
     ``transform`` runs ``B = x W^T``, then ``n_layers`` times: ``Zbar = h(B)``, ``k = argmax |Z - Zbar|``,
@@ -362,16 +300,14 @@ class LCoD(_AmortizedEncoder):
     thresholds start at the coordinate-descent values ``W = D``, ``S = diag(D D^T) - D D^T``,
     ``theta = alpha`` and are trained (the choice of ``k`` carries no gradient). A step costs
     ``O(n_components)``, against ``O(n_components^2)`` for a LISTA step.
-{_TRAINING_DEFAULTS_DOC}
+{schedule}
 
     Parameters
     ----------
-    {_COMMON_DOC.format(n_layers=10, layers="Coordinate steps ``T``.")}
-{_TRAINING_DOC}    random_state : int, RandomState instance or None, default=None
-        Seeds the dictionary learning and the minibatch order.
-    device : {{"auto", "cpu", "cuda", "cuda:N"}}, default="auto"
-        Where to compute; arrays come back as numpy.
-{_ATTRIBUTES_DOC}
+{dictionary}    n_layers : int, default=10
+        Coordinate steps ``T``.
+{loss}{training}
+{attributes}
 
     Examples
     --------
@@ -394,37 +330,18 @@ class LCoD(_AmortizedEncoder):
         n_layers=10,
         loss="code",
         positive_code=False,
-        optimizer="adam",
-        learning_rate=3e-3,
-        max_iter=100,
-        batch_size=256,
-        tol=1e-4,
-        n_iter_no_change=10,
-        early_stopping=False,
-        validation_fraction=0.1,
-        warm_start=False,
-        verbose=0,
-        random_state=None,
+        optimizer="adam", learning_rate=3e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
+        early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
         device="auto",
     ):
+        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+                         validation_fraction, warm_start, verbose, random_state, device)
         self.dictionary = dictionary
         self.n_components = n_components
         self.alpha = alpha
         self.n_layers = n_layers
         self.loss = loss
         self.positive_code = positive_code
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.random_state = random_state
-        self.device = device
 
     def _make_module(self, D: torch.Tensor) -> LCoDModule:
         return LCoDModule(D, self.alpha, self.n_layers, positive=self.positive_code)

@@ -10,10 +10,8 @@ regulariser :math:`\epsilon = r\,\bar\lambda` (a fraction ``r`` of the mean eige
 ZCA keeps the result in pixel space (whitened patches still look like patches), PCA returns the
 coordinates on the principal axes; both can keep only the ``k = n_components`` leading directions
 (:math:`U, \Lambda` restricted to them). The regulariser keeps the low-variance (noisy) directions
-from
-being amplified. Contrast normalisation (``ContrastNormalization``) centres every patch and divides
-it by
-:math:`\sqrt{\operatorname{var}(x) + r}`, so all patches have comparable contrast.
+from being amplified. Contrast normalisation (``ContrastNormalization``) centres every patch and
+divides it by :math:`\sqrt{\operatorname{var}(x) + r}`, so all patches have comparable contrast.
 """
 
 from __future__ import annotations
@@ -21,22 +19,17 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    OneToOneFeatureMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_input
+from ._base import FloatTransformerMixin
+from ._validation import check_codes, check_input
 
 __all__ = ["Whitening", "ContrastNormalization"]
 
 
-class Whitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class Whitening(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, BaseEstimator):
     """ZCA or PCA whitening with a regulariser.
 
     Parameters
@@ -95,9 +88,7 @@ class Whitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         eigval, eigvec = np.clip(eigval[order], 0, None), eigvec[:, order]
         self.epsilon_ = float(self.regularization * max(eigval.mean(), 0.0)) if eigval.size else 0.0
         scale = 1.0 / np.sqrt(eigval + self.epsilon_)
-        scale[~np.isfinite(scale)] = (
-            0.0  # directions without variance (and no regulariser) are dropped
-        )
+        scale[~np.isfinite(scale)] = 0.0  # directions without variance (and no regulariser) are dropped
         W = scale[:, None] * eigvec.T
         if self.method == "zca":
             W = eigvec @ W
@@ -118,21 +109,15 @@ class Whitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     def inverse_transform(self, X):
         """Back to the input space (exact for ZCA and for PCA keeping every direction)."""
         check_is_fitted(self)
-        X = np.asarray(X)
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else self.mean_.dtype
-        return X.astype(dtype) @ self._dewhiten.astype(dtype) + self.mean_.astype(dtype)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+        X = check_codes(X, self._dewhiten.shape[0], "whitened features")
+        return X @ self._dewhiten.astype(X.dtype) + self.mean_.astype(X.dtype)
 
     @property
     def _n_features_out(self):
         return self.components_.shape[0]
 
 
-class ContrastNormalization(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class ContrastNormalization(OneToOneFeatureMixin, FloatTransformerMixin, BaseEstimator):
     """Per-patch centring and scaling: ``(x - mean(x)) / sqrt(var(x) + regularization)``.
 
     Stateless: ``fit`` only records the number of features.
@@ -141,8 +126,7 @@ class ContrastNormalization(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
     ----------
     regularization : float, default=1e-8
         Added to each patch's variance; a larger value (e.g. a fraction of the mean variance) stops
-        flat,
-        noisy patches from being blown up.
+        flat, noisy patches from being blown up.
     with_mean : bool, default=True
         Subtract each patch's mean.
     with_std : bool, default=True
@@ -160,6 +144,7 @@ class ContrastNormalization(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
         "with_mean": ["boolean"],
         "with_std": ["boolean"],
     }
+    _stateless = True
 
     def __init__(self, *, regularization=1e-8, with_mean=True, with_std=True):
         self.regularization = regularization
@@ -181,9 +166,3 @@ class ContrastNormalization(OneToOneFeatureMixin, TransformerMixin, BaseEstimato
             std = np.sqrt(X.var(axis=1, keepdims=True) + self.regularization)
             out /= np.maximum(std, np.finfo(X.dtype).tiny)
         return out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags

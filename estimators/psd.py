@@ -5,50 +5,31 @@ from __future__ import annotations
 from functools import partial
 from numbers import Integral, Real
 
-import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.dictionary import init_dictionary
 from sparsecode.models import ENCODERS, PSD
-from sparsecode.models.psd import normalize_atoms, psd_energy, psd_inference, psd_loss
+from sparsecode.models.psd import psd_energy, psd_inference, psd_loss
 
-from ._base import DEVICE_CONSTRAINT, TorchEstimatorMixin
-from ._training import TRAINING_PARAMETER_CONSTRAINTS, TRAINING_PARAMETERS_DOC, TrainingMixin
-from ._validation import check_input
+from ._training import TrainedEstimator, TrainedTransformer
+from ._validation import check_codes, check_input
 
 __all__ = ["PredictiveSparseDecomposition"]
 
 
-def _normalize_decoder(module: PSD) -> None:
-    normalize_atoms(module.dictionary)
-
-
-class PredictiveSparseDecomposition(
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    TrainingMixin,
-    TorchEstimatorMixin,
-    BaseEstimator,
-):
+class PredictiveSparseDecomposition(TrainedTransformer):
     __doc__ = """Predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008).
 
     Learns unit-norm atoms ``D`` (rows) and an encoder ``F`` that predicts the sparse codes, by
     minimising the mean of the energy
     ``0.5*||x - z D||^2 + alpha*||z||_1 + beta*||z - F(x)||^2`` at the optimal code ``z*`` of every
-    sample. Each training step predicts ``F(x)``, infers ``z*`` by FISTA started from the
-    prediction,
+    sample. Each training step predicts ``F(x)``, infers ``z*`` by FISTA started from the prediction,
     then steps the decoder (reconstruction at ``z*``) and the encoder (toward ``z*``), and
-    renormalises
-    the atoms. ``transform`` then needs only ``F`` (one product and a nonlinearity).
+    renormalises the atoms. ``transform`` then needs only ``F`` (one product and a nonlinearity).
 
     Parameters
     ----------
@@ -62,19 +43,14 @@ class PredictiveSparseDecomposition(
         ``g*tanh(x W^T + b)`` with a diagonal gain (the paper's), ``g*shrink_theta(x W^T + b)`` with
         learned thresholds, or ``x W^T + b``.
     transform_algorithm : {"encoder", "inference"}, default="encoder"
-        ``"encoder"`` returns ``F(x)``; ``"inference"`` minimises the energy from it (as in
-        training).
+        ``"encoder"`` returns ``F(x)``; ``"inference"`` minimises the energy from it (as in training).
     positive_code : bool, default=False
         Non-negative codes in the inference (and a non-negative shrinkage encoder).
     inference_max_iter : int, default=100
         FISTA iterations per inference.
     inference_tol : float, default=1e-4
         Relative duality-gap tolerance of the inference.
-{training}    random_state : int, RandomState instance or None, default=None
-        Seeds the initial atoms and the minibatch order.
-    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
-        Where to compute; arrays come back as numpy.
-
+{training}
     Attributes
     ----------
     components_ : ndarray of shape (n_components, n_features)
@@ -96,7 +72,9 @@ class PredictiveSparseDecomposition(
     ...                                     device="cpu")
     >>> psd.fit_transform(X).shape
     (100, 6)
-    """.replace("{training}", TRAINING_PARAMETERS_DOC)
+    """
+
+    _training_notes = {"random_state": "Also seeds the initial atoms."}
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
@@ -107,9 +85,7 @@ class PredictiveSparseDecomposition(
         "positive_code": ["boolean"],
         "inference_max_iter": [Interval(Integral, 0, None, closed="left")],
         "inference_tol": [Interval(Real, 0, None, closed="left")],
-        **TRAINING_PARAMETER_CONSTRAINTS,
-        "random_state": ["random_state"],
-        "device": DEVICE_CONSTRAINT,
+        **TrainedEstimator._parameter_constraints,
     }
 
     def __init__(
@@ -123,19 +99,12 @@ class PredictiveSparseDecomposition(
         positive_code=False,
         inference_max_iter=100,
         inference_tol=1e-4,
-        optimizer="adam",
-        learning_rate=1e-3,
-        max_iter=100,
-        batch_size=256,
-        tol=1e-4,
-        n_iter_no_change=10,
-        early_stopping=False,
-        validation_fraction=0.1,
-        warm_start=False,
-        verbose=0,
-        random_state=None,
+        optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
+        early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
         device="auto",
     ):
+        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+                         validation_fraction, warm_start, verbose, random_state, device)
         self.n_components = n_components
         self.alpha = alpha
         self.beta = beta
@@ -144,18 +113,6 @@ class PredictiveSparseDecomposition(
         self.positive_code = positive_code
         self.inference_max_iter = inference_max_iter
         self.inference_tol = inference_tol
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.random_state = random_state
-        self.device = device
 
     # -- hooks for the group-sparse subclass ---------------------------------------------
     def _resolve_structure(self, n_features: int) -> None:
@@ -206,18 +163,13 @@ class PredictiveSparseDecomposition(
             self._module,
             partial(psd_loss, **self._options()),
             (Xt,),
-            projection=_normalize_decoder,
+            projection=PSD.project_,
             generator=self._generator(random_state),
         )
         self.components_ = self._numpy(self._module.dictionary)
         return self
 
     # -- inference -------------------------------------------------------------------------
-    def _input(self, X) -> tuple[torch.Tensor, np.dtype]:
-        check_is_fitted(self)
-        X = check_input(self, X, reset=False)
-        return self._tensor(X, dtype=self._module.dictionary.dtype), X.dtype
-
     @torch.no_grad()
     def _infer(self, Xt: torch.Tensor):
         """Prediction ``F(x)`` and the inference from it."""
@@ -230,19 +182,9 @@ class PredictiveSparseDecomposition(
             return self._infer(Xt)[1].code
         return self._module(Xt)
 
-    def transform(self, X):
-        """Codes of ``X``: the encoder's prediction, or the inferred codes with ``"inference"``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features_out)
-        """
-        Xt, dtype = self._input(X)
-        return self._numpy(self._output(self._codes(Xt)), dtype)
+    def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
+        """The encoder's prediction, or the inferred codes with ``"inference"``."""
+        return self._output(self._codes(Xt))
 
     def predict_codes(self, X):
         """The encoder's prediction ``F(x)`` and the inferred optimal codes ``z*``, side by side.
@@ -258,13 +200,8 @@ class PredictiveSparseDecomposition(
     def inverse_transform(self, X):
         """Reconstruction ``Z @ components_`` from codes of shape (n_samples, n_components)."""
         check_is_fitted(self)
-        Z = np.asarray(X)
-        if Z.ndim != 2 or Z.shape[1] != self.components_.shape[0]:
-            raise ValueError(
-                f"codes must have shape (n_samples, {self.components_.shape[0]}), got {Z.shape}."
-            )
-        dtype = Z.dtype if Z.dtype in (np.float32, np.float64) else self.components_.dtype
-        return Z.astype(dtype, copy=False) @ self.components_.astype(dtype, copy=False)
+        Z = check_codes(X, self.components_.shape[0], "n_components")
+        return Z @ self.components_.astype(Z.dtype, copy=False)
 
     @torch.no_grad()
     def score(self, X, y=None):
@@ -273,12 +210,3 @@ class PredictiveSparseDecomposition(
         P, inf = self._infer(Xt)
         energy = psd_energy(Xt, inf.code, self._module.dictionary, P, inf.penalty, float(self.beta))
         return -float(energy.mean())
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    @property
-    def _n_features_out(self):
-        return self.components_.shape[0]

@@ -68,6 +68,7 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {"dictionary": ["array-like"], **TRANSFORM_PARAMETER_CONSTRAINTS}
+    _stateless = True
 
     def __init__(
         self,
@@ -154,12 +155,6 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
         X_original : ndarray of shape (n_samples, n_features)
         """
         return self._inverse(X, self._checked_dictionary())
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
     @property
     def _n_features_out(self):

@@ -23,9 +23,16 @@ from .convolution import (
     conv_reconstruct,
 )
 from .device import as_tensor, make_generator, resolve_device, resolve_dtype, to_numpy
-from .dictionary import OnlineDictionaryState, init_dictionary, online_dictionary_step, update_dictionary
+from .dictionary import (
+    OnlineDictionaryState,
+    OnlineLearningResult,
+    init_dictionary,
+    learn_dictionary_online,
+    online_dictionary_step,
+    update_dictionary,
+)
 from .objectives import duality_gap, lasso_energy
-from .penalties import L1, GroupL1, make_penalty
+from .penalties import L1, GroupL1, LatentGroupL1, Penalty, make_penalty
 from .prox import (
     group_soft_threshold,
     nonneg_soft_threshold,
@@ -47,7 +54,7 @@ from .solvers import (
     solve_lasso,
     sparse_encode,
 )
-from .topography import Pools, latent_group_lasso
+from .topography import Pools
 from .training import DivergenceError, TrainResult, TrainState, fit_module
 
 __version__ = "0.1.0"
@@ -56,11 +63,12 @@ __all__ = [
     "resolve_device", "resolve_dtype", "as_tensor", "to_numpy", "make_generator",
     "soft_threshold", "nonneg_soft_threshold", "shrink", "group_soft_threshold", "project_rows_to_ball",
     "smooth_shrink",
-    "L1", "GroupL1", "make_penalty", "Pools", "lasso_energy", "duality_gap",
+    "Penalty", "L1", "GroupL1", "LatentGroupL1", "make_penalty", "Pools", "lasso_energy", "duality_gap",
     "SolveResult", "homotopy", "ista", "fista", "coordinate_descent", "lipschitz_constant", "solve_lasso",
-    "sparse_encode", "latent_group_lasso",
+    "sparse_encode",
     "ConvOperator", "code_size", "border_weights", "conv_lipschitz_constant", "conv_reconstruct", "conv_correlate",
     "conv_fista", "conv_ista", "conv_lasso_energy",
     "OnlineDictionaryState", "init_dictionary", "update_dictionary", "online_dictionary_step",
+    "learn_dictionary_online", "OnlineLearningResult",
     "fit_module", "TrainState", "TrainResult", "DivergenceError",
 ]

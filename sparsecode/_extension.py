@@ -3,31 +3,172 @@
 Two loops that are sequential per sample or per atom cost far more in dispatched torch ops than their
 arithmetic on the CPU: the homotopy path (:mod:`sparsecode.solvers.homotopy`) and the dictionary's
 block-coordinate sweep (:func:`sparsecode.dictionary.update_dictionary`). The build needs a C++ compiler
-and ninja, takes about a minute once per machine and is cached (``$TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``). Where it cannot be built, or with ``SPARSECODE_EXTENSION=0``, the torch
-versions run instead; they are also what runs on accelerators.
+and ninja and takes about a minute; ``python -m sparsecode.build_kernels`` runs it ahead of time.
+
+The build is keyed by content, not by path: its name and directory carry a hash of the source, the
+compiler flags, the torch version and the Python ABI, under ``$TORCH_EXTENSIONS_DIR`` (by default
+``~/.cache/torch_extensions``), and the compiler reads a copy of the source kept in that directory. Every
+copy of the same source (a clone, site-packages, another virtual environment with the same torch) thus
+loads one build, made once per machine; a changed source gets a build of its own. Concurrent first builds
+queue on torch's lock file in the build directory. Where the kernels cannot be built, or with
+``SPARSECODE_EXTENSION=0``, the torch versions run instead; they are also what runs on accelerators.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import sys
+import sysconfig
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
-__all__ = ["compiled_kernels"]
+import torch
+
+__all__ = ["KERNEL_SOURCE", "kernel_name", "build_directory", "load_kernels", "compiled_kernels"]
+
+KERNEL_SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+_CFLAGS = ("-O3", "-march=native", "-fopenmp")
+_LDFLAGS = ("-fopenmp",)
+
+
+def kernel_name(source: str | os.PathLike[str] = KERNEL_SOURCE) -> str:
+    """Name of the extension built from ``source``, keyed by everything the binary depends on.
+
+    Parameters
+    ----------
+    source : str or path-like, default=KERNEL_SOURCE
+        The C++ source file.
+
+    Returns
+    -------
+    name : str
+        ``sparsecode_cpu_kernels_<hash>``: the first 12 hex digits of the SHA-256 of the source's bytes,
+        the compiler and linker flags, the torch version and the Python extension suffix (interpreter,
+        version, ABI, platform). Two files with the same content give the same name, wherever they are.
+    """
+    key = hashlib.sha256(Path(source).read_bytes())
+    for part in (*_CFLAGS, "|", *_LDFLAGS, "|", torch.__version__, sysconfig.get_config_var("EXT_SUFFIX") or ""):
+        key.update(part.encode() + b"\0")
+    return f"sparsecode_cpu_kernels_{key.hexdigest()[:12]}"
+
+
+def build_directory(name: str) -> Path:
+    """Directory holding the build called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The extension's name, from :func:`kernel_name`.
+
+    Returns
+    -------
+    directory : Path
+        ``$TORCH_EXTENSIONS_DIR/<name>``, or torch's default root (``~/.cache/torch_extensions``, following
+        ``XDG_CACHE_HOME``) when the variable is unset. The name already carries the torch and Python
+        versions, so no per-version subfolder is added.
+    """
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
+
+
+def _stage_source(code: bytes, directory: Path) -> Path:
+    """The build directory's copy of the source, written once (ninja rebuilds when a source's path or mtime
+    changes, so every copy of the package must hand the compiler this one file)."""
+    staged = directory / KERNEL_SOURCE.name
+    if staged.is_file() and staged.read_bytes() == code:
+        return staged
+    scratch = directory / f".{staged.name}.{os.getpid()}.tmp"
+    scratch.write_bytes(code)
+    try:
+        os.link(scratch, staged)  # creates it only where absent: a concurrent build never sees its mtime move
+    except FileExistsError:
+        if staged.read_bytes() != code:  # a damaged copy
+            os.replace(scratch, staged)
+    except OSError:  # a file system without hard links
+        os.replace(scratch, staged)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return staged
+
+
+def _find_ninja() -> None:
+    """Put the ``ninja`` that the install brings on ``PATH`` where it is missing there (a virtual
+    environment's python run without activating it), since torch looks for it on ``PATH`` only."""
+    if shutil.which("ninja") is None:
+        try:
+            import ninja
+        except ImportError:
+            return
+        os.environ["PATH"] = os.pathsep.join(filter(None, [os.environ.get("PATH"), ninja.BIN_DIR]))
+
+
+def load_kernels(source: str | os.PathLike[str] = KERNEL_SOURCE) -> ModuleType:
+    """Build the kernels where no build of this content exists yet, and import them.
+
+    A build announces itself on stderr before it starts and reports its time after it ends; loading an
+    existing build prints nothing.
+
+    Parameters
+    ----------
+    source : str or path-like, default=KERNEL_SOURCE
+        The C++ source file; any copy of it with the same content reuses the same build.
+
+    Returns
+    -------
+    module : ModuleType
+        The extension module, with ``lasso_path`` and ``bcd_sweep``.
+
+    Raises
+    ------
+    Exception
+        Whatever stops the build: no compiler or ninja (``RuntimeError``), a cache directory that cannot be
+        written (``OSError``), a compiler error (``RuntimeError`` with its output).
+    """
+    from torch.utils.cpp_extension import LIB_EXT, load
+
+    _find_ninja()
+    name = kernel_name(source)
+    directory = build_directory(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = _stage_source(Path(source).read_bytes(), directory)
+    building = not (directory / f"{name}{LIB_EXT}").exists()
+    if building:
+        lock = directory / "lock"
+        if lock.exists():  # torch's lock: another process is building, or one was killed building
+            print(f"sparsecode: waiting for another process compiling the CPU kernels (delete {lock} if none "
+                  "is running)...", file=sys.stderr, flush=True)
+        else:
+            print("sparsecode: compiling the CPU kernels (once per machine, about a minute)...", file=sys.stderr,
+                  flush=True)
+        start = time.perf_counter()
+    module = load(name=name, sources=[str(staged)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
+                  build_directory=str(directory))
+    if building:
+        print(f"sparsecode: compiled the CPU kernels in {time.perf_counter() - start:.0f} s, cached in "
+              f"{directory}", file=sys.stderr, flush=True)
+    return module
 
 
 @lru_cache(maxsize=1)
-def compiled_kernels():
-    """The extension module (``lasso_path``, ``bcd_sweep``), or None where it is disabled or cannot be built."""
+def compiled_kernels() -> ModuleType | None:
+    """The extension module (``lasso_path``, ``bcd_sweep``), or None where it is disabled or cannot be built.
+
+    Returns
+    -------
+    module : ModuleType or None
+        The module from :func:`load_kernels`, once per process; None with ``SPARSECODE_EXTENSION=0``, or
+        after a failed build, which warns once.
+    """
     if os.environ.get("SPARSECODE_EXTENSION", "1") == "0":
         return None
     try:
-        from torch.utils.cpp_extension import load
-
-        return load(name="sparsecode_cpu_kernels", sources=[str(Path(__file__).with_name("cpu_kernels.cpp"))],
-                    extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"])
+        return load_kernels()
     except Exception as exc:  # no compiler, no ninja, read-only cache...: the torch path still works
         warnings.warn(f"sparsecode: the compiled CPU kernels could not be built ({exc}); the slower torch "
                       "versions are used. Set SPARSECODE_EXTENSION=0 to skip the build.", RuntimeWarning,

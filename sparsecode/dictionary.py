@@ -14,22 +14,36 @@ and one sweep of block coordinate descent updates each atom in turn,
 where :math:`\Pi` projects onto the unit ball (and the non-negative orthant with ``positive``). An atom
 whose :math:`A_{kk}` vanishes is unused: it is redrawn from the minibatch. :math:`\beta_t` follows
 scikit-learn's ``MiniBatchDictionaryLearning`` so that both learn the same thing from the same data.
+
+:func:`learn_dictionary_online` is the loop over minibatches: online dictionary learning's own loop,
+beside :func:`sparsecode.training.fit_module` (the gradient-step loop of the other models), because its
+steps are closed-form statistics updates and coordinate sweeps, not optimizer steps on a loss.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ._extension import compiled_kernels
-from .objectives import lasso_energy
-from .penalties import GroupL1, make_penalty
-from .prox import project_rows_to_ball
+from .device import draw_device
+from .penalties import make_penalty
+from .prox import normalize_rows_, project_rows_to_ball
 from .solvers.encode import solve_lasso
-from .topography import latent_group_lasso
 
-__all__ = ["OnlineDictionaryState", "init_dictionary", "update_dictionary", "online_dictionary_step"]
+__all__ = [
+    "OnlineDictionaryState",
+    "OnlineLearningResult",
+    "init_dictionary",
+    "update_dictionary",
+    "online_dictionary_step",
+    "learn_dictionary_online",
+]
 
 
 @dataclass
@@ -50,10 +64,24 @@ def init_dictionary(X: torch.Tensor, n_components: int, generator: torch.Generat
                     positive: bool = False) -> torch.Tensor:
     """Atoms drawn from the rows of ``X`` (with repetition only if there are too few), unit norm.
 
-    Rows that are zero are replaced by Gaussian noise so every atom has unit norm.
+    A little Gaussian noise is added to every atom, so that zero rows and repeated draws still give
+    distinct atoms (with ``positive``, an atom clamped to zero stays zero).
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (n_samples, n_features)
+    n_components : int
+    generator : torch.Generator, optional
+        Draws on its device (see :func:`sparsecode.device.draw_device`).
+    positive : bool, default=False
+        Zero the negative entries before normalising.
+
+    Returns
+    -------
+    torch.Tensor, shape (n_components, n_features)
     """
     n = X.shape[0]
-    gen_device = generator.device if generator is not None else "cpu"
+    gen_device = draw_device(generator, X)
     if n >= n_components:
         idx = torch.randperm(n, generator=generator, device=gen_device)[:n_components]
     else:
@@ -63,8 +91,7 @@ def init_dictionary(X: torch.Tensor, n_components: int, generator: torch.Generat
     D = D + 1e-3 * noise.to(D) * D.abs().amax().clamp(min=1.0)
     if positive:
         D.clamp_(min=0)
-    D /= torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp(min=torch.finfo(D.dtype).tiny)
-    return D
+    return normalize_rows_(D)
 
 
 @torch.no_grad()
@@ -101,14 +128,13 @@ def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, posi
             new = torch.addmv(rows[k] + b_rows[k], Dt, a_rows[k], alpha=-inv[k])
             rows[k].copy_(project_rows_to_ball(new, 1.0, positive))
     if dead_idx:
-        gen_dev = generator.device if generator is not None else "cpu"
-        pick = torch.randint(X.shape[0], (len(dead_idx),), generator=generator, device=gen_dev).to(X.device)
+        pick = torch.randint(X.shape[0], (len(dead_idx),), generator=generator,
+                             device=draw_device(generator, X)).to(X.device)
         new = X[pick].clone()
         if positive:
             new.clamp_(min=0)
-        norms = torch.linalg.vector_norm(new, dim=1, keepdim=True)
-        new = torch.where(norms > 0, new / norms.clamp(min=torch.finfo(D.dtype).tiny), D[dead_idx])
-        D[dead_idx] = new
+        drawn = torch.linalg.vector_norm(new, dim=1, keepdim=True) > 0  # a zero sample keeps the old atom
+        D[dead_idx] = torch.where(drawn, normalize_rows_(new), D[dead_idx])
     return len(dead_idx)
 
 
@@ -119,23 +145,18 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
                            pools=None) -> torch.Tensor:
     """Code one minibatch, update the statistics and the dictionary (in place).
 
-    ``alpha`` is a float or a penalty; ``groups`` (group index per atom) gives the group lasso, and
+    ``alpha`` is the penalty's strength; ``groups`` (group index per atom) gives the group lasso, and
     ``pools`` (a :class:`sparsecode.topography.Pools`, possibly overlapping) the latent group lasso of
-    topographic maps.
+    topographic maps (:func:`sparsecode.penalties.make_penalty`).
 
-    Returns the minibatch's mean lasso energy (a 0-d tensor) at the codes found before the update.
+    Returns the minibatch's mean lasso energy (a 0-d tensor) at the codes found before the update (for
+    the latent group lasso, with the latent norm of the lifted solution).
     """
-    if pools is not None:
-        res, U = latent_group_lasso(X, D, float(alpha), pools, positive=positive_code, max_iter=max_iter,
-                                    tol=tol, return_latent=True)
-        Z = res.code
-        R = X - Z @ D
-        cost = (0.5 * (R * R).sum(1) + GroupL1(float(alpha), pools.latent_groups(X.device)).value(U)).mean()
-    else:
-        penalty = make_penalty(alpha, positive_code, groups)
-        Z = solve_lasso(X, D, penalty, algorithm=algorithm, positive=positive_code, max_iter=max_iter,
-                        tol=tol).code
-        cost = lasso_energy(X, Z, D, penalty).mean()
+    penalty = make_penalty(positive=positive_code, groups=groups, pools=pools)
+    res = solve_lasso(X, D, alpha, penalty=penalty, algorithm=algorithm, max_iter=max_iter, tol=tol)
+    Z = res.code
+    R = X - Z @ D
+    cost = (0.5 * (R * R).sum(-1) + penalty.solution_value(res, alpha)).mean()
     step = state.n_steps
     # scikit-learn's forgetting factor (MiniBatchDictionaryLearning._update_inner_stats).
     theta = (step + 1) * batch_size if step < batch_size - 1 else batch_size**2 + step + 1 - batch_size
@@ -147,3 +168,160 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
     update_dictionary(D, state.A, state.B, positive=positive_dict, X=X, generator=generator)
     return cost
 
+
+
+@dataclass
+class OnlineLearningResult:
+    """What one call of :func:`learn_dictionary_online` did.
+
+    Attributes
+    ----------
+    n_steps : int
+        Minibatch steps completed.
+    n_passes : int
+        Passes over the data begun (an unfinished pass counts).
+    interrupted : bool
+        Stopped by Ctrl-C.
+    """
+
+    n_steps: int
+    n_passes: int
+    interrupted: bool
+
+
+@dataclass
+class _StoppingRules:
+    """scikit-learn's ``MiniBatchDictionaryLearning`` stopping rules, checked after a warm-up.
+
+    Stop when the dictionary moves by at most ``tol`` in a step, or after ``max_no_improvement``
+    steps without a new minimum of the exponentially weighted average of the minibatch cost.
+    """
+
+    n_samples: int
+    batch_size: int
+    tol: float
+    max_no_improvement: int | None
+    ewa_cost: float | None = None
+    ewa_cost_min: float | None = None
+    no_improvement: int = 0
+
+    def converged(self, step: int, batch_cost: float, dict_diff: float) -> bool:
+        if step <= min(100, self.n_samples / self.batch_size):
+            return False
+        weight = min(self.batch_size / (self.n_samples + 1), 1)
+        self.ewa_cost = batch_cost if self.ewa_cost is None else (
+            self.ewa_cost * (1 - weight) + batch_cost * weight)
+        if self.tol > 0 and dict_diff <= self.tol:
+            return True
+        if self.ewa_cost_min is None or self.ewa_cost < self.ewa_cost_min:
+            self.no_improvement, self.ewa_cost_min = 0, self.ewa_cost
+        else:
+            self.no_improvement += 1
+        return self.max_no_improvement is not None and self.no_improvement >= self.max_no_improvement
+
+
+def learn_dictionary_online(
+    X: torch.Tensor,
+    D: torch.Tensor,
+    state: OnlineDictionaryState,
+    alpha,
+    *,
+    batch_size: int = 256,
+    max_iter: int = 1000,
+    shuffle: bool = True,
+    tol: float = 1e-3,
+    max_no_improvement: int | None = 10,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], bool] | None = None,
+    verbose: bool | int = False,
+    step_options: Mapping[str, Any] | None = None,
+) -> OnlineLearningResult:
+    """Online dictionary learning's own training loop: passes of :func:`online_dictionary_step`.
+
+    Not :func:`sparsecode.training.fit_module`: that loop takes optimizer steps on the gradient of a
+    loss, while a step here codes a minibatch, folds its codes into the sufficient statistics and
+    sweeps block coordinate descent over the atoms (Mairal et al. 2010), with scikit-learn's
+    ``MiniBatchDictionaryLearning`` stopping rules. ``D`` and ``state`` are updated in place.
+
+    The fit stops after ``max_iter`` passes, when the dictionary moves by at most ``tol`` (Frobenius
+    norm / n_components) in a step, after ``max_no_improvement`` steps without improvement of the
+    smoothed minibatch cost (both rules only after a warm-up of ``min(100, n_samples / batch_size)``
+    steps), when ``callback`` returns True, or on Ctrl-C, which keeps ``D`` as the last step left it.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (n_samples, n_features)
+        The data, on ``D``'s device.
+    D : torch.Tensor, shape (n_components, n_features)
+        Initial atoms (see :func:`init_dictionary`), learned in place.
+    state : OnlineDictionaryState
+        The statistics, for example ``OnlineDictionaryState.zeros(D)``; updated in place.
+    alpha : float or penalty
+        As in :func:`online_dictionary_step`.
+    batch_size : int, default=256
+        Samples per minibatch (at most ``n_samples``).
+    max_iter : int, default=1000
+        Passes over the data at most.
+    shuffle : bool, default=True
+        Draw a new order of the samples before each pass.
+    tol : float, default=1e-3
+        Dictionary change that counts as converged; 0 turns the rule off.
+    max_no_improvement : int or None, default=10
+        Steps without improvement of the smoothed cost before stopping; None turns the rule off.
+    generator : torch.Generator, optional
+        Shuffling and the redraws of unused atoms.
+    callback : callable, optional
+        Called after every step with a dict (``step``, ``n_steps``, ``batch_cost``, ``dictionary``: ``D``
+        itself, not to be modified); returning True stops the loop.
+    verbose : bool or int, default=False
+        Print one line per pass (cost and time) and one when stopping early.
+    step_options : mapping, optional
+        Further keyword arguments of :func:`online_dictionary_step` (solver, positivity, penalty
+        structure); ``batch_size`` and ``generator`` are set here.
+
+    Returns
+    -------
+    OnlineLearningResult
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(200, 8, generator=g, dtype=torch.float64)
+    >>> D = init_dictionary(X, 6, g)
+    >>> res = learn_dictionary_online(X, D, OnlineDictionaryState.zeros(D), 0.1, batch_size=50, max_iter=2,
+    ...                               generator=g)
+    >>> res.n_steps, res.n_passes, bool((D.norm(dim=1) <= 1 + 1e-12).all())
+    (8, 2, True)
+    """
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    steps_per_pass = math.ceil(n / batch_size)
+    n_steps = max_iter * steps_per_pass
+    rules = _StoppingRules(n, batch_size, tol, max_no_improvement)
+    options = step_options or {}
+    start, done, interrupted, order = time.perf_counter(), 0, False, None
+    try:
+        for step in range(n_steps):
+            i = step % steps_per_pass
+            if i == 0:
+                order = (torch.randperm(n, generator=generator, device=draw_device(generator, X)).to(X.device)
+                         if shuffle else torch.arange(n, device=X.device))
+            old = D.clone()
+            cost = float(online_dictionary_step(D, state, X[order[i * batch_size:(i + 1) * batch_size]], alpha,
+                                                batch_size=batch_size, generator=generator, **options))
+            done = step + 1
+            diff = float(torch.linalg.vector_norm(D - old)) / D.shape[0]
+            if verbose and i == steps_per_pass - 1:
+                print(f"[DictionaryLearning] pass {step // steps_per_pass + 1}/{max_iter}, "
+                      f"step {done}: batch cost {cost:.5f}, {time.perf_counter() - start:.1f} s")
+            stop = callback is not None and callback(
+                {"step": done, "n_steps": n_steps, "batch_cost": cost, "dictionary": D})
+            if stop or rules.converged(done, cost, diff):
+                if verbose:
+                    print(f"[DictionaryLearning] converged after {done} steps")
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        if verbose:
+            print(f"[DictionaryLearning] interrupted after {done} steps; keeping that state")
+    return OnlineLearningResult(done, math.ceil(done / steps_per_pass), interrupted)

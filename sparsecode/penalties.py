@@ -1,87 +1,147 @@
-r"""Sparsity penalties as small objects: value, proximal map and dual norm.
+r"""Sparsity penalties as small objects: structure and sign constraint, apart from the strength ``alpha``.
 
-A solver needs three things from a penalty :math:`\Omega`: its value (for the energy), its proximal map
-(for ISTA/FISTA) and its dual norm (for the duality gap). For the lasso
-:math:`\Omega(z) = \alpha\|z\|_1`, the dual norm is :math:`\|c\|_\infty`; with non-negative codes it is
-:math:`\max(\max_j c_j, 0)`; for the group lasso :math:`\alpha\sum_g\|z_g\|_2` it is :math:`\max_g\|c_g\|_2`.
+A penalty :math:`\alpha\,\Omega` splits into a scalar strength :math:`\alpha \ge 0`, passed to every solver
+as a number, and the penalty object :math:`\Omega`. A solver needs three things from it: its value (for the
+energy), its proximal map (for ISTA/FISTA) and its dual norm (for the duality gap). For the lasso
+:math:`\Omega(z) = \|z\|_1` the dual norm is :math:`\|c\|_\infty`; with non-negative codes it is
+:math:`\max(\max_j c_j, 0)`; for the group lasso :math:`\Omega(z) = \sum_g\|z_g\|_2` it is
+:math:`\max_g\|c_g\|_2`. The latent group lasso of overlapping pools has no closed-form prox: it lifts the
+problem to a group lasso (:meth:`Penalty.lift`), which the proximal-gradient solvers then solve.
 """
 
 from __future__ import annotations
+
+from numbers import Real
+from typing import TYPE_CHECKING
 
 import torch
 
 from .prox import group_soft_threshold, shrink
 
-__all__ = ["L1", "GroupL1", "make_penalty"]
+if TYPE_CHECKING:
+    from .solvers import SolveResult
+    from .topography import Pools
+
+__all__ = ["Penalty", "L1", "GroupL1", "LatentGroupL1", "make_penalty", "check_alpha"]
 
 
-class L1:
-    """:math:`\\alpha\\|z\\|_1`, optionally with :math:`z \\ge 0`.
+def check_alpha(alpha) -> float:
+    """``alpha`` as a float; a ValueError unless it is a non-negative real number.
+
+    Examples
+    --------
+    >>> check_alpha(1)
+    1.0
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not alpha >= 0:
+        raise ValueError(
+            f"alpha must be a non-negative number, got {alpha!r}; per-unit weights and structure go in "
+            "penalty= (sparsecode.penalties)."
+        )
+    return float(alpha)
+
+
+class Penalty:
+    """What every penalty shares: the sign constraint and the (identity) lifting of the problem.
 
     Parameters
     ----------
-    alpha : float or torch.Tensor
-        Scalar or one weight per code unit.
     positive : bool
+        Constrain the codes to be non-negative.
     """
 
-    def __init__(self, alpha, positive: bool = False):
-        self.alpha = alpha
+    def __init__(self, positive: bool = False):
         self.positive = positive
 
-    def value(self, Z: torch.Tensor) -> torch.Tensor:
-        """Per-sample penalty, shape ``(n_samples,)``."""
-        return (Z.abs() * self.alpha).sum(-1)
+    def value(self, Z: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Per-sample penalty :math:`\\alpha\\,\\Omega(z)`, shape ``(n_samples,)``."""
+        raise NotImplementedError
 
-    def prox(self, V: torch.Tensor, step) -> torch.Tensor:
-        """Proximal map of ``step * penalty``."""
-        return shrink(V, self.alpha * step, self.positive)
+    def solution_value(self, res: SolveResult, alpha: float) -> torch.Tensor:
+        """Per-sample penalty of a solver's result, as the energies count it: the value of its code."""
+        return self.value(res.code, alpha)
+
+    def lift(self, D: torch.Tensor, z0: torch.Tensor | None) -> tuple[torch.Tensor, Penalty, torch.Tensor | None]:
+        """The problem the proximal-gradient solvers see: ``(dictionary, penalty, warm start)``; here itself."""
+        return D, self, z0
+
+    def unlift(self, res: SolveResult) -> SolveResult:
+        """The result of the lifted problem in the codes' space; here unchanged."""
+        return res
+
+    def to(self, like: torch.Tensor) -> Penalty:
+        """The same penalty with its tensors on ``like``'s device (and dtype for weights)."""
+        return self
+
+
+class L1(Penalty):
+    """:math:`\\sum_j w_j |z_j|`, optionally with :math:`z \\ge 0`.
+
+    Parameters
+    ----------
+    positive : bool
+    weights : torch.Tensor, shape (n_components,), optional
+        Non-negative weight of each unit (all 1 by default); ``alpha`` scales them.
+
+    Examples
+    --------
+    >>> L1().value(torch.tensor([[1.0, -2.0]]), 0.5)
+    tensor([1.5000])
+    """
+
+    def __init__(self, positive: bool = False, weights: torch.Tensor | None = None):
+        super().__init__(positive)
+        self.weights = weights
+
+    def scaled(self, alpha: float):
+        """Threshold of every unit: ``alpha``, or ``alpha * weights``."""
+        return alpha if self.weights is None else alpha * self.weights
+
+    def value(self, Z: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Per-sample penalty, shape ``(n_samples,)``."""
+        return (Z.abs() * self.scaled(alpha)).sum(-1)
+
+    def prox(self, V: torch.Tensor, tau: float) -> torch.Tensor:
+        """Proximal map of ``tau * Omega``."""
+        return shrink(V, self.scaled(tau), self.positive)
 
     def dual_norm(self, C: torch.Tensor) -> torch.Tensor:
         """Per-sample dual norm of the correlations ``C`` (divided by the weights)."""
-        scaled = C / self.alpha if isinstance(self.alpha, torch.Tensor) else C
+        scaled = C if self.weights is None else C / self.weights
         if self.positive:
             return scaled.amax(-1).clamp(min=0)
         return scaled.abs().amax(-1)
 
-    def max_weight(self) -> float:
-        """Scalar equivalent used to scale the dual point: ``alpha`` or its weights' factor."""
-        return 1.0 if isinstance(self.alpha, torch.Tensor) else float(self.alpha)
-
     def to(self, like: torch.Tensor) -> L1:
-        """The same penalty with tensor weights moved to ``like``'s device and dtype."""
-        alpha = self.alpha.to(like) if isinstance(self.alpha, torch.Tensor) else self.alpha
-        return L1(alpha, self.positive)
+        return self if self.weights is None else L1(self.positive, self.weights.to(like))
 
 
-class GroupL1:
-    """Group lasso :math:`\\alpha\\sum_g \\|z_g\\|_2` over disjoint groups of code units.
+class GroupL1(Penalty):
+    """Group lasso :math:`\\sum_g \\|z_g\\|_2` over disjoint groups of code units.
 
     Parameters
     ----------
-    alpha : float
     groups : torch.LongTensor, shape (n_components,)
-        Group index of each unit.
+        Group index of each unit, values in ``0..n_groups-1``.
     positive : bool
     """
 
-    def __init__(self, alpha: float, groups: torch.Tensor, positive: bool = False):
-        self.alpha = alpha
+    def __init__(self, groups: torch.Tensor, positive: bool = False):
+        super().__init__(positive)
         self.groups = groups
-        self.positive = positive
         self.n_groups = int(groups.max()) + 1 if groups.numel() else 0
 
     def _group_norms(self, Z: torch.Tensor) -> torch.Tensor:
         sq = Z.new_zeros(Z.shape[:-1] + (self.n_groups,)).index_add_(-1, self.groups, Z * Z)
         return sq.sqrt()
 
-    def value(self, Z: torch.Tensor) -> torch.Tensor:
+    def value(self, Z: torch.Tensor, alpha: float) -> torch.Tensor:
         """Per-sample penalty, shape ``(n_samples,)``."""
-        return self.alpha * self._group_norms(Z).sum(-1)
+        return alpha * self._group_norms(Z).sum(-1)
 
-    def prox(self, V: torch.Tensor, step) -> torch.Tensor:
-        """Block soft threshold with threshold ``alpha * step``."""
-        return group_soft_threshold(V, self.alpha * step, self.groups, self.positive)
+    def prox(self, V: torch.Tensor, tau: float) -> torch.Tensor:
+        """Block soft threshold with threshold ``tau``."""
+        return group_soft_threshold(V, tau, self.groups, self.positive)
 
     def dual_norm(self, C: torch.Tensor) -> torch.Tensor:
         """Per-sample :math:`\\max_g \\|c_g\\|_2` (of the positive part when ``positive``)."""
@@ -89,20 +149,75 @@ class GroupL1:
             C = C.clamp(min=0)
         return self._group_norms(C).amax(-1)
 
-    def max_weight(self) -> float:
-        return float(self.alpha)
-
     def to(self, like: torch.Tensor) -> GroupL1:
-        return GroupL1(self.alpha, self.groups.to(like.device), self.positive)
+        return GroupL1(self.groups.to(like.device), self.positive)
 
 
-def make_penalty(alpha, positive: bool = False, groups=None):
-    """Build the penalty for ``alpha`` (float, tensor of weights, or an existing penalty).
+class LatentGroupL1(Penalty):
+    """Latent group lasso of (possibly overlapping) :class:`~sparsecode.topography.Pools`.
 
-    ``groups`` (a LongTensor of group indices) gives the group lasso.
+    With the lift :math:`z = uA` (:meth:`Pools.lift_matrix`) it is the group lasso on the pools' copies
+    :math:`u`: :meth:`lift` hands the solvers the dictionary :math:`AD` and that group lasso, and
+    :meth:`unlift` maps the solution back, keeping :math:`u` as the result's ``latent``.
+
+    Parameters
+    ----------
+    pools : Pools
+    positive : bool
+
+    Examples
+    --------
+    >>> from sparsecode.solvers import solve_lasso
+    >>> from sparsecode.topography import Pools
+    >>> penalty = LatentGroupL1(Pools.torus((1, 3), (1, 1)))  # singleton pools: the lasso
+    >>> solve_lasso(torch.tensor([[2.0, 0.5, -3.0]]), torch.eye(3), 1.0, penalty=penalty).code
+    tensor([[ 1.,  0., -2.]])
     """
-    if isinstance(alpha, (L1, GroupL1)):
-        return alpha
+
+    def __init__(self, pools: Pools, positive: bool = False):
+        super().__init__(positive)
+        self.pools = pools
+
+    def value(self, Z: torch.Tensor, alpha: float) -> torch.Tensor:
+        """:math:`\\alpha\\sum_i v_i(z)`, the pooled values' sum (:meth:`Pools.pool`)."""
+        return alpha * self.pools.pool(Z).sum(-1)
+
+    def solution_value(self, res: SolveResult, alpha: float) -> torch.Tensor:
+        """The latent norm of the lifted solution: the group lasso of ``res.latent``."""
+        return self._latent(res.latent.device).value(res.latent, alpha)
+
+    def _latent(self, device) -> GroupL1:
+        return GroupL1(self.pools.latent_groups(device), self.positive)
+
+    def lift(self, D: torch.Tensor, z0: torch.Tensor | None) -> tuple[torch.Tensor, GroupL1, torch.Tensor | None]:
+        """The lifted dictionary :math:`AD`, the group lasso on the pools' copies, ``z0`` split evenly."""
+        u0 = None if z0 is None else self.pools.split(z0.to(D))
+        return self.pools.lift_matrix(D) @ D, self._latent(D.device), u0
+
+    def unlift(self, res: SolveResult) -> SolveResult:
+        """Codes :math:`z = uA`; ``latent`` keeps :math:`u` (its group norms are the penalty's terms)."""
+        return res._replace(code=res.code @ self.pools.lift_matrix(res.code), latent=res.code)
+
+
+def make_penalty(
+    *, positive: bool = False, groups: torch.Tensor | None = None, pools: Pools | None = None
+) -> Penalty:
+    """The penalty of a code structure, with the sign constraint ``positive``.
+
+    :class:`L1` by default, :class:`GroupL1` for ``groups`` (a group index per unit) or for ``pools`` that
+    partition the units, :class:`LatentGroupL1` for overlapping ``pools``.
+
+    Examples
+    --------
+    >>> type(make_penalty(groups=torch.tensor([0, 0, 1]))).__name__
+    'GroupL1'
+    """
+    if groups is not None and pools is not None:
+        raise ValueError("Give either groups or pools, not both.")
+    if pools is not None and not pools.is_partition:
+        return LatentGroupL1(pools, positive)
+    if pools is not None:
+        groups = pools.groups()
     if groups is not None:
-        return GroupL1(float(alpha), torch.as_tensor(groups, dtype=torch.long), positive)
-    return L1(alpha, positive)
+        return GroupL1(torch.as_tensor(groups, dtype=torch.long), positive)
+    return L1(positive)

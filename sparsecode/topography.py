@@ -8,44 +8,38 @@ A pool :math:`P_i` is a set of code units with fixed weights :math:`w_{ij} > 0`;
 *Disjoint groups* (every unit in one pool, weight 1) give the group lasso, whose proximal map is the
 block soft threshold :func:`sparsecode.prox.group_soft_threshold`. On the *topographic map* the
 ``m = rows * cols`` units sit on a 2-D torus and there is one pool per unit: the ``ph x pw`` window
-around it, wrapping around the edges, with Gaussian weights
-:math:`w_{ij} = \exp(-d_{ij}^2 / 2\sigma^2)` (:math:`d_{ij}` the distance to the window centre).
-The pools overlap, so the prox of :math:`\Omega` has no closed form. The *latent group lasso*
-(Jacob, Obozinski & Vert 2009) restores one: every pool gets its own copy of its units,
+around it, wrapping around the edges, with Gaussian weights :math:`w_{ij} = \exp(-d_{ij}^2 / 2\sigma^2)`
+(:math:`d_{ij}` the distance to the window centre). The pools overlap, so the prox of :math:`\Omega` has
+no closed form. The *latent group lasso* (Jacob, Obozinski & Vert 2009) restores one: every pool gets
+its own copy of its units,
 
 .. math::
-    z = \sum_i \bar u_i, \qquad \Omega_{lat}(z) = \alpha \min_{z = \sum_i \bar u_i} \sum_i v_i(\bar
-    u_i),
+    z = \sum_i \bar u_i, \qquad \Omega_{lat}(z) = \alpha \min_{z = \sum_i \bar u_i} \sum_i v_i(\bar u_i),
 
-and with :math:`u_{ij} = \sqrt{w_{ij}}\,\bar u_{ij}` the penalty is the plain group lasso on the
-disjoint
+and with :math:`u_{ij} = \sqrt{w_{ij}}\,\bar u_{ij}` the penalty is the plain group lasso on the disjoint
 blocks :math:`u_i`. Written as :math:`z = uA` with :math:`A_{(i,j),j} = w_{ij}^{-1/2}`, the lasso
 :math:`\tfrac12\|x - zD\|^2 + \Omega_{lat}(z)` becomes a group lasso in :math:`u` with the lifted
-dictionary
-:math:`AD`, solved by FISTA and the block soft threshold (:func:`latent_group_lasso`). It is the
-tightest convex penalty that selects unions of pools. The invariant features of the paper are the
-pooled
-values :math:`v_i(z)` of the final code (:meth:`Pools.pool`).
+dictionary :math:`AD`, solved by FISTA and the block soft threshold
+(:class:`sparsecode.penalties.LatentGroupL1`). It is the tightest convex penalty that selects unions of
+pools. The invariant features of the paper are the pooled values :math:`v_i(z)` of the final code
+(:meth:`Pools.pool`).
 """
 
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import torch
 
-from .penalties import GroupL1
-from .solvers import SolveResult, fista
-
-__all__ = ["Pools", "latent_group_lasso"]
+__all__ = ["Pools"]
 
 
 class Pools:
     """Pools of code units given by weights: ``weights[i, j] > 0`` puts unit ``j`` in pool ``i``.
 
-    Built by :meth:`disjoint` or :meth:`torus`; the tensors stay on the CPU and move to the codes'
-    device
-    when used.
+    Built by :meth:`disjoint`, :meth:`torus` or :meth:`from_topography`; the tensors stay on the CPU and
+    move to the codes' device when used.
 
     Parameters
     ----------
@@ -62,9 +56,7 @@ class Pools:
     def __init__(self, weights: torch.Tensor):
         weights = torch.as_tensor(weights, dtype=torch.float64).cpu()
         if weights.ndim != 2:
-            raise ValueError(
-                f"weights must be (n_pools, n_components), got shape {tuple(weights.shape)}."
-            )
+            raise ValueError(f"weights must be (n_pools, n_components), got shape {tuple(weights.shape)}.")
         if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
             raise ValueError("pool weights must be finite and non-negative.")
         if bool((weights.sum(1) == 0).any()):
@@ -76,9 +68,7 @@ class Pools:
     def disjoint(cls, n_components: int, group_size: int) -> Pools:
         """Consecutive groups of ``group_size`` units, weight 1 (the last group may be smaller)."""
         if group_size < 1 or n_components < 1:
-            raise ValueError(
-                f"group_size={group_size} and n_components={n_components} must be positive."
-            )
+            raise ValueError(f"group_size={group_size} and n_components={n_components} must be positive.")
         group = torch.arange(n_components) // group_size
         return cls(torch.nn.functional.one_hot(group).T.double())
 
@@ -93,35 +83,47 @@ class Pools:
         pool_size : int or (int, int)
             Window height and width, at most the map's.
         sigma : float, optional
-            Width of the Gaussian (in units); default half the larger window side; ``inf`` gives
-            weight 1.
+            Width of the Gaussian (in units); default half the larger window side; ``inf`` gives weight 1.
         """
         rows, cols = (int(s) for s in shape)
-        ph, pw = (
-            (pool_size, pool_size) if isinstance(pool_size, int) else (int(p) for p in pool_size)
-        )
+        ph, pw = (pool_size, pool_size) if isinstance(pool_size, Integral) else (int(p) for p in pool_size)
         if not (1 <= ph <= rows and 1 <= pw <= cols):
-            raise ValueError(
-                f"pool_size {(ph, pw)} must be between 1 and the map shape {(rows, cols)}."
-            )
+            raise ValueError(f"pool_size {(ph, pw)} must be between 1 and the map shape {(rows, cols)}.")
         sigma = 0.5 * max(ph, pw) if sigma is None else float(sigma)
         if not sigma > 0:
             raise ValueError(f"sigma must be positive, got {sigma}.")
-        oi, oj = torch.meshgrid(
-            torch.arange(ph) - (ph - 1) // 2, torch.arange(pw) - (pw - 1) // 2, indexing="ij"
-        )
+        oi, oj = torch.meshgrid(torch.arange(ph) - (ph - 1) // 2, torch.arange(pw) - (pw - 1) // 2, indexing="ij")
         oi, oj = oi.reshape(-1), oj.reshape(-1)
         d2 = (oi - oi.double().mean()) ** 2 + (oj - oj.double().mean()) ** 2
-        w = (
-            torch.exp(-d2 / (2 * sigma**2))
-            if math.isfinite(sigma)
-            else torch.ones(d2.shape, dtype=torch.float64)
-        )
+        w = torch.exp(-d2 / (2 * sigma**2)) if math.isfinite(sigma) else torch.ones(d2.shape, dtype=torch.float64)
         r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
         units = ((r.reshape(-1, 1) + oi) % rows) * cols + (c.reshape(-1, 1) + oj) % cols
         weights = torch.zeros(rows * cols, rows * cols, dtype=torch.float64)
         weights.scatter_(1, units, (w / w.max()).expand(units.shape))
         return cls(weights)
+
+    @classmethod
+    def from_topography(cls, topography, pool_size, sigma: float | None = None,
+                        n_components: int | None = None) -> Pools:
+        """The torus pools of an estimator's ``topography=(rows, cols)`` and ``pool_size``.
+
+        Parameters
+        ----------
+        topography : (rows, cols)
+        pool_size : int or (int, int)
+        sigma : float, optional
+            See :meth:`torus`.
+        n_components : int, optional
+            The number of units expected; ``rows * cols`` must equal it.
+        """
+        if len(topography) != 2:
+            raise ValueError(f"topography must be (rows, cols), got {topography!r}.")
+        rows, cols = (int(s) for s in topography)
+        if n_components is not None and n_components != rows * cols:
+            raise ValueError(f"n_components={n_components} does not match topography {(rows, cols)} "
+                             f"({rows * cols} units); make rows * cols equal n_components.")
+        pool = pool_size if isinstance(pool_size, Integral) else tuple(pool_size)
+        return cls.torus((rows, cols), pool, sigma)
 
     @property
     def n_pools(self) -> int:
@@ -140,9 +142,7 @@ class Pools:
     def groups(self, device=None) -> torch.Tensor:
         """Group index of every unit, shape (n_components,); only for a partition."""
         if not self.is_partition:
-            raise ValueError(
-                "groups() needs disjoint pools of weight 1; use latent_group_lasso otherwise."
-            )
+            raise ValueError("groups() needs disjoint pools of weight 1; use LatentGroupL1 otherwise.")
         return self.weights.argmax(0).to(device)
 
     def pool(self, Z: torch.Tensor) -> torch.Tensor:
@@ -165,51 +165,3 @@ class Pools:
         unit = self._unit.to(Z.device)
         share = self.weights[self._pool, self._unit].sqrt() / torch.bincount(self._unit)[self._unit]
         return Z[:, unit] * share.to(Z)
-
-
-def latent_group_lasso(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    alpha: float,
-    pools: Pools,
-    *,
-    z0: torch.Tensor | None = None,
-    positive: bool = False,
-    return_latent: bool = False,
-    **options,
-):
-    """``argmin_z 0.5*||x - z D||^2 + Omega_lat(z)`` for (possibly overlapping) ``pools`` by FISTA.
-
-    Parameters
-    ----------
-    X : torch.Tensor, shape (n_samples, n_features)
-    D : torch.Tensor, shape (n_components, n_features)
-    alpha : float
-    pools : Pools
-    z0 : torch.Tensor, shape (n_samples, n_components), optional
-        Warm start (split evenly among the pools).
-    positive : bool
-        Non-negative codes.
-    return_latent : bool
-        Also return the lifted solution :math:`u` (its group norms are the penalty's terms).
-    **options
-        Passed to :func:`sparsecode.solvers.fista` (``max_iter``, ``tol``, ``L``, ...).
-
-    Returns
-    -------
-    SolveResult
-        ``code`` is :math:`z = uA`; ``gap`` is the lifted group lasso's relative duality gap.
-    u : torch.Tensor, only with ``return_latent=True``
-
-    Examples
-    --------
-    >>> pools = Pools.torus((1, 3), (1, 1))  # singleton pools: the lasso
-    >>> latent_group_lasso(torch.tensor([[2.0, 0.5, -3.0]]), torch.eye(3), 1.0, pools).code
-    tensor([[ 1.,  0., -2.]])
-    """
-    A = pools.lift_matrix(D)
-    penalty = GroupL1(float(alpha), pools.latent_groups(X.device), positive)
-    u0 = None if z0 is None else pools.split(z0.to(X))
-    res = fista(X, A @ D, penalty, z0=u0, **options)
-    out = SolveResult(res.code @ A, res.n_iter, res.converged, res.gap)
-    return (out, res.code) if return_latent else out

@@ -37,3 +37,11 @@ def test_estimators_define_no_torch_modules():
             if isinstance(node, ast.ClassDef):
                 bases = [ast.unparse(b) for b in node.bases]
                 assert not any("Module" in b for b in bases), f"{path.name}: {node.name}({bases})"
+
+
+def test_estimators_import_no_private_engine_module():
+    """The estimators use the engine's public modules only (no ``sparsecode._x`` or ``sparsecode.a._y``)."""
+    for path in (ROOT / "estimators").rglob("*.py"):
+        private = [m for m in _imports(path)
+                   if m.split(".")[0] == "sparsecode" and any(part.startswith("_") for part in m.split(".")[1:])]
+        assert not private, f"{path.relative_to(ROOT)} imports {private}"

@@ -11,7 +11,6 @@ from .psd import (
     PSDCode,
     ShrinkEncoder,
     TanhEncoder,
-    normalize_atoms,
     psd_energy,
     psd_inference,
     psd_loss,
@@ -32,7 +31,6 @@ __all__ = [
     "psd_inference",
     "psd_energy",
     "psd_loss",
-    "normalize_atoms",
     "ConvPSD",
     "CONV_ENCODERS",
 ]

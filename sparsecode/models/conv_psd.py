@@ -13,11 +13,10 @@ smooth shrinkage :math:`f_k = \operatorname{sh}_{\beta_k, b_k}` (learned :math:`
 has no 1/2 on that term).
 
 Training step (author code, ``psd.lua``): predict :math:`z^0 = f(W \star x)`; infer :math:`z^*` as
-the
-minimizer of the decoder's part, the weighted convolutional lasso (reconstruction + sparsity), by
-FISTA
-started from :math:`z^0`; take a gradient step on :math:`L(x, z^*)` in :math:`D, W, \beta, b, g`;
-renormalize every :math:`D_k` to unit norm. Test-time inference is the encoder alone.
+the minimizer of the decoder's part, the weighted convolutional lasso (reconstruction + sparsity),
+by FISTA started from :math:`z^0`; take a gradient step on :math:`L(x, z^*)` in
+:math:`D, W, \beta, b, g`; renormalize every :math:`D_k` to unit norm. Test-time inference is the
+encoder alone.
 """
 
 from __future__ import annotations
@@ -26,19 +25,51 @@ import torch
 from torch import nn
 
 from ..convolution import ConvOperator, border_weights, conv_correlate, conv_lipschitz_constant
-from ..prox import smooth_shrink
+from ..device import draw_device
+from ..dictionary import init_dictionary
+from ..prox import normalize_rows_, smooth_shrink
 from ..solvers.conv import conv_fista
 
-__all__ = ["ConvPSD", "CONV_ENCODERS"]
+__all__ = ["ConvPSD", "CONV_ENCODERS", "PLAIN_GRADIENT_OPTIMIZERS", "patch_kernels"]
 
 CONV_ENCODERS = ("shrink", "tanh")
 
+PLAIN_GRADIENT_OPTIMIZERS = frozenset({"sgd", "momentum", "nesterov", "asgd"})
+"""Optimizers whose step is the base rate times the gradient (see :meth:`ConvPSD.param_groups`)."""
 
-@torch.no_grad()
-def _unit_norm_(D: torch.Tensor) -> torch.Tensor:
-    """In place: every kernel ``D[k]`` scaled to unit Frobenius norm (zero kernels stay zero)."""
-    norms = torch.linalg.vector_norm(D.flatten(1), dim=1).view(-1, *([1] * (D.ndim - 1)))
-    return D.div_(norms.clamp(min=torch.finfo(D.dtype).tiny))
+
+def patch_kernels(
+    x: torch.Tensor,
+    n_kernels: int,
+    kernel_size: tuple[int, int],
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``n_kernels`` unit-norm kernels ``(K, C, kh, kw)``: patches of the images ``x`` at random places.
+
+    As :func:`sparsecode.dictionary.init_dictionary` starts a patch dictionary from data rows: a
+    decoder started from image structure learns clean oriented filters, one started from white noise
+    keeps much of its noise within a short training budget.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (n, C, H, W)
+    n_kernels : int
+    kernel_size : (int, int)
+        At most ``(H, W)``.
+    generator : torch.Generator, optional
+        Draws the places (on its own device) and the jitter of ``init_dictionary``.
+
+    Returns
+    -------
+    torch.Tensor, shape (n_kernels, C, kh, kw)
+    """
+    (n, _, H, W), (kh, kw) = x.shape, kernel_size
+    where = dict(generator=generator, device=draw_device(generator, x))
+    img = torch.randint(n, (n_kernels,), **where).tolist()
+    row = torch.randint(H - kh + 1, (n_kernels,), **where).tolist()
+    col = torch.randint(W - kw + 1, (n_kernels,), **where).tolist()
+    patches = torch.stack([x[i, :, r : r + kh, c : c + kw] for i, r, c in zip(img, row, col)])
+    return init_dictionary(patches.flatten(1), n_kernels, generator).view(patches.shape)
 
 
 class ConvPSD(nn.Module):
@@ -47,10 +78,8 @@ class ConvPSD(nn.Module):
     Initialised from kernels ``D``: the decoder is ``D`` renormalized, and the encoder one ISTA step
     from zero, ``W = D / L`` and ``b = alpha / L``, so that with ``beta -> inf`` the prediction is
     :math:`h_{\\alpha/L}(D \\star x / L)`, FISTA's first iterate. ``beta`` defaults to ``5 / b``:
-    the
-    smooth shrinkage is then within :math:`b\\log(2)/5` of that soft threshold. The tanh encoder
-    starts
-    with gain 1.
+    the smooth shrinkage is then within :math:`b\\log(2)/5` of that soft threshold. The tanh
+    encoder starts with gain 1. :meth:`from_images` starts from patches of images.
 
     Parameters
     ----------
@@ -112,7 +141,7 @@ class ConvPSD(nn.Module):
         self.border_weighting = border_weighting
         self.inference_max_iter = inference_max_iter
         self.inference_tol = inference_tol
-        self.decoder_weight = nn.Parameter(_unit_norm_(kernels.detach().clone()))
+        self.decoder_weight = nn.Parameter(normalize_rows_(kernels.detach().clone()))
         self.encoder_weight = nn.Parameter(self.decoder_weight.detach() / L)
         K = kernels.shape[0]
         if encoder == "shrink":
@@ -122,6 +151,40 @@ class ConvPSD(nn.Module):
             self.threshold = nn.Parameter(kernels.new_full((K,), b))
         else:
             self.gain = nn.Parameter(kernels.new_ones(K))
+
+    @classmethod
+    def from_images(
+        cls,
+        x: torch.Tensor,
+        n_kernels: int,
+        kernel_size: tuple[int, int],
+        generator: torch.Generator | None = None,
+        *,
+        border_weighting: bool = True,
+        **options,
+    ) -> ConvPSD:
+        """A ConvPSD started from :func:`patch_kernels` of the images ``x`` and their Lipschitz constant.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (n, C, H, W)
+            Training images; they set the device and the dtype.
+        n_kernels : int
+        kernel_size : (int, int)
+            At most ``(H, W)``.
+        generator : torch.Generator, optional
+        border_weighting : bool, default=True
+        **options
+            The other parameters of :class:`ConvPSD`.
+
+        Returns
+        -------
+        ConvPSD
+        """
+        D = patch_kernels(x, n_kernels, kernel_size, generator)
+        weights = border_weights(x.shape[-2:], kernel_size, like=x) if border_weighting else None
+        L = conv_lipschitz_constant(D, x.shape[-2:], weights=weights)
+        return cls(D, L, border_weighting=border_weighting, **options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's prediction ``f(W * x)``, shape ``(n, K, H-kh+1, W-kw+1)``."""
@@ -190,7 +253,31 @@ class ConvPSD(nn.Module):
     @torch.no_grad()
     def project_(self) -> None:
         """Unit-norm decoder kernels; ``beta > 0`` and ``threshold >= 0``."""
-        _unit_norm_(self.decoder_weight)
+        normalize_rows_(self.decoder_weight)
         if self.encoder == "shrink":
             self.beta.clamp_(min=torch.finfo(self.beta.dtype).eps)
             self.threshold.clamp_(min=0)
+
+    def param_groups(self, x: torch.Tensor, optimizer) -> list[dict] | None:
+        """Parameter groups for :func:`sparsecode.training.fit_module` on images like ``x``.
+
+        For plain gradient steps (:data:`PLAIN_GRADIENT_OPTIMIZERS`): the decoder (and ``beta``,
+        ``gain``) at the base rate, ``W`` and ``b`` at ``1 / L``; None (one rate) for the optimizers
+        that scale their own steps.
+
+        The encoder starts as one ISTA step, ``W = D / L`` and ``b = alpha / L``, so its parameters
+        are ``L`` times smaller than the unit-norm kernels while its gradient is not (it is larger:
+        every position of every map feeds it). With one SGD rate for both, the kernels stay near
+        their initialisation or the encoder diverges; scaling the encoder's rate by ``1 / L`` (``L``
+        of the current kernels) lets the kernels take large steps. Adam, RMSprop, SDLM and L-BFGS
+        normalise each step by the gradient or the curvature already.
+        """
+        if not (isinstance(optimizer, str) and optimizer in PLAIN_GRADIENT_OPTIMIZERS):
+            return None
+        weights = self.reconstruction_weights(x)
+        L = conv_lipschitz_constant(self.decoder_weight.detach(), x.shape[-2:], weights=weights)
+        encoder = [self.encoder_weight]
+        if self.encoder == "shrink":
+            encoder.append(self.threshold)
+        others = [p for p in self.parameters() if all(p is not q for q in encoder)]
+        return [{"params": others, "lr_scale": 1.0}, {"params": encoder, "lr_scale": 1.0 / L}]

@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..prox import project_rows_to_ball
+from ..device import draw_device
+from ..prox import normalize_rows_, project_rows_to_ball
 from ..solvers.lipschitz import lipschitz_constant
 
 __all__ = ["DrSAE", "unsupervised_loss", "supervised_loss", "ENCODER_BOUND", "CLASSIFIER_BOUND"]
@@ -147,6 +148,32 @@ class DrSAE(nn.Module):
         self.bias.fill_(step * self.alpha)
         self.classifier.zero_()
         return step
+
+    @torch.no_grad()
+    def init_from_samples(self, X: torch.Tensor, generator: torch.Generator | None = None) -> float:
+        """The author code's start: :meth:`init_from_dictionary` on atoms made from training samples.
+
+        Every atom is uniform noise in ``[-1/sqrt(n_components), 1/sqrt(n_components)]`` plus a
+        quarter of a random row of ``X``, scaled to unit norm.
+
+        Parameters
+        ----------
+        X : Tensor, shape (n_samples, n_features)
+            Training samples; the atoms take their device and dtype.
+        generator : torch.Generator, optional
+            Draws the noise and the samples, on its own device.
+
+        Returns
+        -------
+        float
+            The ISTA step ``a`` of the initialisation.
+        """
+        n_components = self.decoder.shape[0]
+        where = dict(generator=generator, device=draw_device(generator, X))
+        noise = (2 * torch.rand(n_components, X.shape[1], dtype=X.dtype, **where) - 1) / n_components ** 0.5
+        samples = torch.randint(0, X.shape[0], (n_components,), **where)
+        atoms = noise.to(X.device) + 0.25 * X[samples.to(X.device)]
+        return self.init_from_dictionary(normalize_rows_(atoms))
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """The codes ``z_T``, shape ``(n_samples, n_components)``."""

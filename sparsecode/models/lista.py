@@ -39,10 +39,25 @@ from ..objectives import lasso_energy
 from ..prox import shrink
 from ..solvers import lipschitz_constant
 
-__all__ = ["LISTA", "PARAMETRIZATIONS", "LOSSES", "make_loss", "inhibition_mask"]
+__all__ = [
+    "LISTA", "PARAMETRIZATIONS", "LOSSES", "make_loss", "inhibition_mask", "LR_DECAY", "TARGET_TOL",
+    "TARGET_MAX_ITER",
+]
 
 PARAMETRIZATIONS = ("full", "coupled", "step")
 LOSSES = ("code", "energy")
+
+LR_DECAY = 2e-6
+"""Torch7's ``learningRateDecay`` in training samples for the amortized encoders: the rate is
+``learning_rate / (1 + LR_DECAY * n_seen)``, a third of the base rate after a million patches (chosen
+on ``benchmarks/bench_lista.py``'s 10x10 patches)."""
+
+TARGET_TOL = 1e-6
+"""Relative duality gap of the exact codes the encoders learn to match (``loss="code"``): FISTA with
+support polishing run to about the float32 floor (the codes then agree to ~1e-10 relative)."""
+
+TARGET_MAX_ITER = 10_000
+"""FISTA iterations at most for those exact codes."""
 
 
 def inhibition_mask(S: torch.Tensor, fraction: float) -> torch.Tensor:

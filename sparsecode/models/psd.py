@@ -19,7 +19,7 @@ solved by the library's FISTA warm-started at :math:`z = p` (:func:`psd_inferenc
 authors' ``psd.lua``): predict :math:`p = F(x)`, infer :math:`z^\star` with :math:`D, F` fixed, then
 one optimizer step on :math:`E(x, z^\star)`: its gradient moves :math:`D` by the reconstruction error
 and :math:`F` toward :math:`z^\star` (:func:`psd_loss`); after each step the atoms are renormalised
-to unit norm (:func:`normalize_atoms`). At test time :math:`F(x)` alone approximates :math:`z^\star`.
+to unit norm (:meth:`PSD.project_`). At test time :math:`F(x)` alone approximates :math:`z^\star`.
 
 The feed-forward predictors of the sparse code, with filters :math:`W \in \mathbb R^{m\times n}`
 (rows, like atoms), bias :math:`b` and a diagonal gain :math:`g`:
@@ -45,13 +45,13 @@ import torch
 from torch import nn
 
 from ..penalties import make_penalty
-from ..prox import shrink
+from ..prox import normalize_rows_, shrink
 from ..solvers import fista
-from ..topography import Pools, latent_group_lasso
+from ..topography import Pools
 
 __all__ = [
     "TanhEncoder", "ShrinkEncoder", "LinearEncoder", "ENCODERS", "PSD",
-    "PSDCode", "psd_inference", "psd_energy", "psd_loss", "normalize_atoms",
+    "PSDCode", "psd_inference", "psd_energy", "psd_loss",
 ]
 
 
@@ -159,6 +159,11 @@ class PSD(nn.Module):
         """Reconstruction :math:`zD`."""
         return Z @ self.dictionary
 
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Unit-norm atoms (zero atoms stay zero); run after every optimizer step."""
+        normalize_rows_(self.dictionary)
+
 
 class PSDCode(NamedTuple):
     """Result of :func:`psd_inference`.
@@ -168,7 +173,7 @@ class PSDCode(NamedTuple):
     code : torch.Tensor, shape (n_samples, n_components)
         :math:`z^\\star`.
     penalty : torch.Tensor, shape (n_samples,)
-        :math:`\\Omega(z^\\star)` (the latent norm for overlapping pools).
+        :math:`\\Omega(z^\\star)` (for overlapping pools, the latent norm of the lifted solution).
     n_iter : int
     converged : torch.BoolTensor, shape (n_samples,)
     """
@@ -229,15 +234,9 @@ def psd_inference(
     tensor([[1., 0.]])
     """
     Xa, Da = _augment(X, D, P.to(X), beta)
-    options = dict(z0=P.to(X), max_iter=max_iter, tol=tol, positive=positive)
-    if pools is not None and not pools.is_partition:
-        res, U = latent_group_lasso(Xa, Da, alpha, pools, return_latent=True, **options)
-        value = make_penalty(alpha, groups=pools.latent_groups(X.device)).value(U)
-        return PSDCode(res.code, value, res.n_iter, res.converged)
-    groups = None if pools is None else pools.groups(X.device)
-    penalty = make_penalty(alpha, positive, groups)
-    res = fista(Xa, Da, penalty, **options)
-    return PSDCode(res.code, penalty.value(res.code), res.n_iter, res.converged)
+    penalty = make_penalty(positive=positive, pools=pools)
+    res = fista(Xa, Da, alpha, penalty=penalty, z0=P.to(X), max_iter=max_iter, tol=tol)
+    return PSDCode(res.code, penalty.solution_value(res, alpha), res.n_iter, res.converged)
 
 
 def psd_energy(
@@ -270,9 +269,8 @@ def psd_loss(
     """Mean energy at the inferred codes: the loss of one PSD training step.
 
     ``model`` has an ``encoder`` (the module :math:`F`) and a ``dictionary`` parameter :math:`D`, as
-    :class:`PSD`. :math:`z^\\star` is computed without gradient, so the decoder
-    gets
-    the reconstruction gradient and the encoder the prediction gradient
+    :class:`PSD`. :math:`z^\\star` is computed without gradient, so the decoder gets the
+    reconstruction gradient and the encoder the prediction gradient
     :math:`2\\beta(F(x) - z^\\star)\\,\\partial F`.
     """
     P = model.encoder(X)
@@ -288,11 +286,3 @@ def psd_loss(
         tol=tol,
     )
     return psd_energy(X, inf.code, model.dictionary, P, inf.penalty, beta).mean()
-
-
-@torch.no_grad()
-def normalize_atoms(D: torch.Tensor) -> torch.Tensor:
-    """In place: every row of ``D`` scaled to unit norm (rows of zero norm are left as they are)."""
-    norms = torch.linalg.vector_norm(D, dim=1, keepdim=True)
-    D.div_(torch.where(norms > 0, norms, torch.ones_like(norms)))
-    return D

@@ -1,12 +1,13 @@
-"""What every solver shares: the result type, the input check, the chunk size and the duality gap."""
+"""What every solver shares: the result type, the input check, the chunk size and the chunked driver."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
-__all__ = ["SolveResult", "check_inputs", "default_chunk_size", "relative_gap"]
+__all__ = ["SolveResult", "check_inputs", "default_chunk_size", "in_chunks", "zero_result"]
 
 
 class SolveResult(NamedTuple):
@@ -21,15 +22,19 @@ class SolveResult(NamedTuple):
         Whether each sample met the stopping rule.
     gap : torch.Tensor, shape (n_samples,)
         Relative duality gap of each sample at exit (gap divided by ``0.5*||x||^2``).
+    latent : torch.Tensor or None
+        The lifted solution of a lifted penalty (:class:`sparsecode.penalties.LatentGroupL1`), else None.
     """
 
     code: torch.Tensor
     n_iter: int
     converged: torch.Tensor
     gap: torch.Tensor
+    latent: torch.Tensor | None = None
 
 
-def check_inputs(X: torch.Tensor, D: torch.Tensor, z0):
+def check_inputs(X: torch.Tensor, D: torch.Tensor, z0) -> None:
+    """ValueError unless ``X`` is (n_samples, n_features), ``D`` (n_components, n_features), ``z0`` the codes'."""
     if X.ndim != 2 or D.ndim != 2 or X.shape[1] != D.shape[1]:
         raise ValueError(
             f"X must be (n_samples, n_features) and D (n_components, n_features) with the same "
@@ -39,29 +44,33 @@ def check_inputs(X: torch.Tensor, D: torch.Tensor, z0):
         raise ValueError(f"z0 must have shape {(X.shape[0], D.shape[0])}, got {tuple(z0.shape)}.")
 
 
-def default_chunk_size(n_components: int, n_features: int, device: torch.device | None = None) -> int:
-    """Rows per chunk: cache-sized on the CPU, large on accelerators.
+def default_chunk_size(row_size: int, device: torch.device | None = None, min_rows: int = 1,
+                       cache_sized: bool = True) -> int:
+    """Rows per chunk, for rows of ``row_size`` elements: cache-sized on the CPU, large elsewhere.
 
-    On the CPU a chunk's ``(rows, max(n_components, n_features))`` work arrays are kept near 2 MB of float32
-    (2048 rows for 256 atoms), where elementwise ops run several times faster per element than on
-    arrays that spill out of cache; elsewhere near 256 MB, so that kernels stay large.
+    On the CPU the dense solvers' work arrays are kept near 2 MB of float32 (2048 rows of 256 elements),
+    where their elementwise ops run several times faster per element than on arrays that spill out of
+    cache; on accelerators, and for work that is not elementwise-bound (``cache_sized=False``: the
+    convolutional solvers, whose FFTs dwarf the elementwise ops), near 32 MB, so that kernels stay large.
+    At least ``min_rows`` rows.
     """
-    budget = 1 << 19 if device is None or torch.device(device).type == "cpu" else 1 << 23
-    return max(256, budget // max(n_components, n_features, 1))
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    budget = 1 << 19 if on_cpu and cache_sized else 1 << 23
+    return max(min_rows, budget // max(row_size, 1))
 
 
-def relative_gap(X, Z, D, penalty):
-    r"""Relative duality gap per sample, evaluated without cancellation.
+def in_chunks(solve: Callable[..., tuple], chunk: int, *arrays: torch.Tensor) -> tuple:
+    """``solve`` on consecutive chunks of ``chunk`` rows of ``arrays`` (at least one row).
 
-    With the residual :math:`r = x - zD`, correlations :math:`c = rD^T` and the dual point
-    :math:`\nu = s r`, :math:`s = \min(1, w / \Omega^*(c))`, the gap of :func:`objectives.duality_gap`
-    equals :math:`\tfrac12(1 - s)^2\|r\|^2 + (\Omega(z) - s\,z\cdot c)`: a sum of two non-negative terms
-    that are both small near the optimum, so a relative gap of ``1e-6`` stays measurable in float32
-    (the textbook primal-minus-dual form subtracts two numbers of size ``||x||^2``).
+    Returns ``solve``'s outputs over the whole batch: tensors concatenated along rows, integers (iteration
+    counts) as their maximum.
     """
-    R = torch.addmm(X, Z, D, alpha=-1)
-    C = R @ D.T
-    dnorm = penalty.dual_norm(C)
-    s = (penalty.max_weight() / dnorm.clamp(min=torch.finfo(X.dtype).tiny)).clamp(max=1)
-    gap = 0.5 * (1 - s) ** 2 * (R * R).sum(1) + penalty.value(Z) - s * (Z * C).sum(1)
-    return gap.clamp(min=0) / (0.5 * (X * X).sum(1)).clamp(min=torch.finfo(X.dtype).tiny)
+    n = arrays[0].shape[0]
+    parts = zip(*(solve(*(a[s:s + chunk] for a in arrays)) for s in range(0, n, chunk)))
+    return tuple(torch.cat(p) if isinstance(p[0], torch.Tensor) else max(p) for p in parts)
+
+
+def zero_result(Z: torch.Tensor) -> SolveResult:
+    """The result of the codes ``Z`` taken as they are: zero iterations, converged, zero gap."""
+    n = Z.shape[0]
+    return SolveResult(Z, 0, torch.ones(n, dtype=torch.bool, device=Z.device), Z.new_zeros(n))

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from ..penalties import L1, make_penalty
+from ..objectives import duality_gap
+from ..penalties import L1, check_alpha
 from ..prox import shrink
-from ._common import SolveResult, check_inputs, default_chunk_size, relative_gap
+from ._common import SolveResult, check_inputs, default_chunk_size, in_chunks, zero_result
 
 __all__ = ["coordinate_descent", "cd_step"]
 
@@ -33,19 +34,43 @@ def cd_step(B: torch.Tensor, Z: torch.Tensor, S: torch.Tensor, diag: torch.Tenso
     return B, Z
 
 
+def _cd_chunk(X, Z, D, S, diag, theta, alpha, penalty, total, every, tol):
+    """Coordinate descent on one chunk; converged samples leave it at each check.
+
+    Returns codes, coordinate updates, converged mask and relative gaps.
+    """
+    out, g = Z.clone(), duality_gap(X, Z, D, alpha, penalty)
+    done = g <= tol
+    active = torch.nonzero(~done).squeeze(1)
+    B = X[active] @ D.T + Z[active] @ S
+    Za = Z[active]
+    step = 0
+    while active.numel() and step < total:
+        B, Za = cd_step(B, Za, S, diag, theta, penalty.positive)
+        step += 1
+        if step % every and step != total:
+            continue
+        rel = duality_gap(X[active], Za, D, alpha, penalty)
+        ok = rel <= tol
+        out[active], g[active], done[active] = Za, rel, ok
+        keep = ~ok
+        active, B, Za = active[keep], B[keep], Za[keep]
+    return out, step, done, g
+
+
 def coordinate_descent(
     X: torch.Tensor,
     D: torch.Tensor,
-    alpha=1.0,
+    alpha: float = 1.0,
     *,
+    penalty: L1 | None = None,
     z0: torch.Tensor | None = None,
     max_iter: int = 1000,
     tol: float = 1e-5,
-    positive: bool = False,
     check_every: int | None = None,
     chunk_size: int | None = None,
 ) -> SolveResult:
-    """Greedy coordinate descent (CoD) for ``min_z 0.5*||x - z D||^2 + alpha*||z||_1``.
+    """Greedy coordinate descent (CoD) for ``min_z 0.5*||x - z D||^2 + alpha*Omega(z)``, ``Omega`` an L1 penalty.
 
     Parameters are those of :func:`sparsecode.solvers.fista`; ``max_iter`` counts sweeps of
     ``n_components`` coordinate updates each, and the duality gap is checked every ``check_every``
@@ -58,47 +83,28 @@ def coordinate_descent(
     tensor([[ 1.,  0., -2.]])
     """
     check_inputs(X, D, z0)
-    penalty = make_penalty(alpha, positive)
+    alpha = check_alpha(alpha)
+    penalty = L1() if penalty is None else penalty
     if not isinstance(penalty, L1):
         raise ValueError("coordinate_descent supports the L1 penalty only; use fista for group penalties.")
     penalty = penalty.to(X)
     n, m = X.shape[0], D.shape[0]
+    Z0 = X.new_zeros((n, m)) if z0 is None else z0.to(X).clone()
+    if n == 0:
+        return zero_result(Z0)
     G = D @ D.T
     diag = torch.diagonal(G).clone()
     dead = diag <= 0
     diag = torch.where(dead, torch.ones_like(diag), diag)
     S = torch.diagonal(G).diag() - G
-    theta = penalty.alpha
+    theta = penalty.scaled(alpha)
     if bool(dead.any()):  # zero atoms never get a non-zero code
         theta = torch.where(dead, torch.full_like(diag, float("inf")), torch.as_tensor(theta).to(diag))
-    Z0 = X.new_zeros((n, m)) if z0 is None else z0.to(X).clone()
-    every = check_every or m
     total = max_iter * m
-    chunk = chunk_size or default_chunk_size(m, D.shape[1], X.device)
-    codes, conv, gaps, steps_done = [], [], [], 0
-    for s in range(0, n, chunk):
-        Xc, Zc = X[s:s + chunk], Z0[s:s + chunk]
-        out, g = Zc.clone(), relative_gap(Xc, Zc, D, penalty)
-        done = g <= tol
-        active = torch.nonzero(~done).squeeze(1)
-        B = Xc[active] @ D.T + Zc[active] @ S
-        Za = Zc[active]
-        step = 0
-        while active.numel() and step < total:
-            B, Za = cd_step(B, Za, S, diag, theta, positive)
-            step += 1
-            if step % every and step != total:
-                continue
-            rel = relative_gap(Xc[active], Za, D, penalty)
-            ok = rel <= tol
-            out[active], g[active], done[active] = Za, rel, ok
-            keep = ~ok
-            active, B, Za = active[keep], B[keep], Za[keep]
-        steps_done = max(steps_done, step)
-        codes.append(out)
-        conv.append(done)
-        gaps.append(g)
-    if n == 0:
-        return SolveResult(Z0, 0, torch.ones(0, dtype=torch.bool, device=X.device), X.new_zeros(0))
-    n_sweeps = -(-steps_done // m)
-    return SolveResult(torch.cat(codes), n_sweeps, torch.cat(conv), torch.cat(gaps))
+    chunk = chunk_size or default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
+
+    def solve(Xc, Zc):
+        return _cd_chunk(Xc, Zc, D, S, diag, theta, alpha, penalty, total, check_every or m, tol)
+
+    code, steps, converged, gap = in_chunks(solve, chunk, X, Z0)
+    return SolveResult(code, -(-steps // m), converged, gap)

@@ -3,43 +3,52 @@
 from __future__ import annotations
 
 import inspect
+from numbers import Real
 
 import numpy as np
 import torch
 
 from ..device import as_tensor, resolve_device, to_numpy
+from ..penalties import L1, Penalty
 from ._common import SolveResult
 from .cd import coordinate_descent
-from .homotopy import homotopy, scalar_l1_weight
+from .homotopy import homotopy
 from .ista import fista, ista
 
 __all__ = ["sparse_encode", "SOLVERS", "solve_lasso"]
 
-_HOMOTOPY_OPTIONS = set(inspect.signature(homotopy).parameters) - {"X", "D", "alpha"}
+_HOMOTOPY_OPTIONS = set(inspect.signature(homotopy).parameters) - {"X", "D", "alpha", "penalty", "z0"}
 
 SOLVERS = {"homotopy": homotopy, "fista": fista, "ista": ista, "cd": coordinate_descent}
 
 
-def solve_lasso(X: torch.Tensor, D: torch.Tensor, alpha, *, algorithm: str = "auto", **options) -> SolveResult:
+def solve_lasso(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
+                algorithm: str = "auto", **options) -> SolveResult:
     """Dispatch to a solver by name; ``"auto"`` picks the fastest for the problem.
 
-    ``"auto"`` is the homotopy for the plain lasso (scalar ``alpha``) from zero: each sample takes about
-    as many steps as its code has non-zeros, where FISTA needs hundreds of iterations to settle the
-    support of codes in a coherent dictionary (``benchmarks/bench_encode.py``: 20,000 patches, 256 atoms,
-    float32 on the CPU, about 3x faster than FISTA with support polishing). With a warm start
-    (``z0``), per-unit weights, groups, ``alpha=0`` or FISTA's own options (``L``, ``check_every``, ...)
-    it is FISTA, polishing supports under L1 penalties.
+    ``"auto"`` is the homotopy for the plain lasso (:class:`~sparsecode.penalties.L1` without weights,
+    ``alpha > 0``) from zero: each sample takes about as many steps as its code has non-zeros, where FISTA
+    needs hundreds of iterations to settle the support of codes in a coherent dictionary
+    (``benchmarks/bench_encode.py``: 20,000 patches, 256 atoms, float32 on the CPU, about 3x faster than
+    FISTA with support polishing). With a warm start (``z0``), per-unit weights, group penalties,
+    ``alpha=0`` or FISTA's own options (``L``, ``check_every``, ...) it is FISTA, polishing supports under
+    L1 penalties.
+
+    Examples
+    --------
+    >>> solve_lasso(torch.tensor([[2.0, 0.5]]), torch.eye(2), 1.0).code
+    tensor([[1., 0.]])
     """
     if algorithm == "auto":
         given = {k: v for k, v in options.items() if v is not None}
-        weight = scalar_l1_weight(alpha)
-        if given.keys() <= _HOMOTOPY_OPTIONS - {"z0"} and weight is not None and weight > 0:
-            return homotopy(X, D, alpha, **given)
+        plain = penalty is None or (isinstance(penalty, L1) and penalty.weights is None)
+        if given.keys() <= _HOMOTOPY_OPTIONS and plain and isinstance(alpha, Real) and alpha > 0:
+            return homotopy(X, D, alpha, penalty=penalty, **given)
         algorithm = "fista"
-        options.setdefault("polish", options.get("groups") is None)
+        options.setdefault("polish", True)
     if algorithm not in SOLVERS:
         raise ValueError(f"algorithm={algorithm!r} is not one of {sorted(SOLVERS) + ['auto']}.")
-    return SOLVERS[algorithm](X, D, alpha, **options)
+    return SOLVERS[algorithm](X, D, alpha, penalty=penalty, **options)
 
 
 def sparse_encode(
@@ -67,14 +76,16 @@ def sparse_encode(
     alpha : float
     init : array-like, shape (n_samples, n_components), optional
         Warm start.
-    max_iter, tol, positive
+    max_iter, tol
         See :func:`sparsecode.solvers.fista`.
+    positive : bool
+        Constrain the codes to be non-negative.
     device : str or torch.device
         Where to compute; tensors given as input are moved there.
     return_n_iter : bool
         Also return the number of iterations.
     **options
-        Passed to the solver (``L``, ``check_every``, ``chunk_size``, ``groups``, ...).
+        Passed to the solver (``L``, ``check_every``, ``chunk_size``, ...).
 
     Returns
     -------
@@ -91,8 +102,8 @@ def sparse_encode(
     Xt = as_tensor(X, dev)
     Dt = as_tensor(dictionary, dev, dtype=Xt.dtype)
     z0 = None if init is None else as_tensor(init, dev, dtype=Xt.dtype)
-    res = solve_lasso(Xt, Dt, alpha, algorithm=algorithm, z0=z0, max_iter=max_iter, tol=tol,
-                      positive=positive, **options)
+    res = solve_lasso(Xt, Dt, alpha, penalty=L1(positive), algorithm=algorithm, z0=z0, max_iter=max_iter,
+                      tol=tol, **options)
     if isinstance(X, torch.Tensor):
         code = res.code
     else:

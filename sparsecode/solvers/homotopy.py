@@ -30,8 +30,9 @@ from __future__ import annotations
 import torch
 
 from .._extension import compiled_kernels
-from ..penalties import L1
-from ._common import SolveResult, check_inputs, default_chunk_size, relative_gap
+from ..objectives import duality_gap
+from ..penalties import L1, check_alpha
+from ._common import SolveResult, check_inputs, default_chunk_size, in_chunks, zero_result
 from .ista import fista
 
 __all__ = ["homotopy"]
@@ -212,24 +213,15 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
     return out[:, :m], steps, arrived
 
 
-def scalar_l1_weight(alpha) -> float | None:
-    """The one L1 weight in ``alpha`` (a number, a one-element tensor or an L1 penalty), else None."""
-    if isinstance(alpha, L1):
-        alpha = alpha.alpha
-    if isinstance(alpha, torch.Tensor):
-        return alpha.item() if alpha.numel() == 1 else None
-    return float(alpha) if isinstance(alpha, (int, float)) else None
-
-
 def homotopy(
     X: torch.Tensor,
     D: torch.Tensor,
     alpha: float = 1.0,
     *,
+    penalty: L1 | None = None,
     z0: torch.Tensor | None = None,
     max_iter: int = 1000,
     tol: float = 1e-5,
-    positive: bool = False,
     chunk_size: int | None = None,
 ) -> SolveResult:
     """Lasso codes by the homotopy (LARS-lasso) path, batched over the rows of ``X``.
@@ -239,8 +231,11 @@ def homotopy(
     X : torch.Tensor, shape (n_samples, n_features)
     D : torch.Tensor, shape (n_components, n_features)
         Dictionary, rows are atoms.
-    alpha : float or :class:`sparsecode.penalties.L1` with a scalar weight
-        Weight of the L1 penalty, > 0 (per-unit weights and groups: use :func:`fista`).
+    alpha : float
+        Weight of the L1 penalty, > 0.
+    penalty : L1, optional
+        An :class:`~sparsecode.penalties.L1` penalty without weights (its sign constraint); per-unit
+        weights and groups: use :func:`fista`.
     z0 : torch.Tensor, optional
         Ignored (the path starts at zero); accepted so that the solvers are interchangeable.
     max_iter : int
@@ -249,8 +244,6 @@ def homotopy(
     tol : float
         Relative duality gap a code must reach; codes above it are finished by FISTA. With ``tol=0`` the
         path is trusted wherever it arrives.
-    positive : bool
-        Non-negative codes.
     chunk_size : int, optional
         Samples per chunk (bounded memory); twice the cache-sized FISTA chunk on the CPU by default.
 
@@ -266,41 +259,36 @@ def homotopy(
     tensor([[ 1.,  0., -2.]])
     """
     check_inputs(X, D, z0)
-    if isinstance(alpha, L1):
-        positive = alpha.positive
-    weight = scalar_l1_weight(alpha)
-    if weight is None:
-        raise ValueError(f"homotopy takes a scalar alpha, got {alpha!r}; use fista for per-unit weights "
-                         "and other penalties.")
-    if weight <= 0:
-        raise ValueError(f"homotopy needs alpha > 0, got {weight}; use fista for alpha=0.")
-    alpha = weight
+    alpha = check_alpha(alpha)
+    penalty = L1() if penalty is None else penalty
+    if not isinstance(penalty, L1) or penalty.weights is not None:
+        raise ValueError("homotopy takes an L1 penalty without weights; use fista for per-unit weights and "
+                         "other penalties.")
+    if alpha <= 0:
+        raise ValueError(f"homotopy needs alpha > 0, got {alpha}; use fista for alpha=0.")
     n, m = X.shape[0], D.shape[0]
-    penalty = L1(alpha, positive)
+    if n == 0:
+        return zero_result(X.new_zeros((n, m)))
+    positive = penalty.positive
     G = D @ D.T
     # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
-    chunk = chunk_size or 2 * default_chunk_size(m, D.shape[1], X.device)
-    Z = X.new_zeros((n, m))
-    arrived = torch.zeros(n, dtype=torch.bool, device=X.device)
-    steps = 0
+    chunk = chunk_size or 2 * default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
     compiled = compiled_kernels() if X.device.type == "cpu" else None
-    for s in range(0, n, chunk):
-        sl = slice(s, min(s + chunk, n))
-        if compiled is not None:
-            Z[sl], it, status = compiled.lasso_path(X[sl] @ D.T, G, alpha, positive, max_iter,
-                                                    min(m, D.shape[1]))
-            arrived[sl] = status == 1
-            steps = max(steps, int(it.max()))
-        else:
-            Z[sl], it, arrived[sl] = _path_chunk(X[sl], D, G, alpha, positive, max_iter)
-            steps = max(steps, it)
-    gap = relative_gap(X, Z, D, penalty)
+
+    def follow_path(Xc):
+        if compiled is None:
+            return _path_chunk(Xc, D, G, alpha, positive, max_iter)
+        Zc, it, status = compiled.lasso_path(Xc @ D.T, G, alpha, positive, max_iter, min(m, D.shape[1]))
+        return Zc, int(it.max()), status == 1
+
+    Z, steps, arrived = in_chunks(follow_path, chunk, X)
+    gap = duality_gap(X, Z, D, alpha, penalty)
     converged = arrived & (gap <= tol) if tol > 0 else arrived
     rest = torch.nonzero(~converged).squeeze(1)
     if rest.numel():  # a broken path, too few steps, or rounding: FISTA finishes from where it stopped
         start = torch.nan_to_num(Z[rest], nan=0.0, posinf=0.0, neginf=0.0)
-        res = fista(X[rest], D, penalty, z0=start, max_iter=max_iter, tol=tol, positive=positive,
-                    polish=True, chunk_size=chunk_size)
+        res = fista(X[rest], D, alpha, penalty=penalty, z0=start, max_iter=max_iter, tol=tol, polish=True,
+                    chunk_size=chunk_size)
         Z[rest], gap[rest], converged[rest] = res.code, res.gap, res.converged
         steps += res.n_iter
     return SolveResult(Z, steps, converged, gap)

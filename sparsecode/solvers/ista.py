@@ -21,23 +21,24 @@ from __future__ import annotations
 
 import torch
 
-from ..penalties import L1, make_penalty
-from ._common import SolveResult, check_inputs, default_chunk_size, relative_gap
+from ..objectives import duality_gap
+from ..penalties import L1, Penalty, check_alpha
+from ._common import SolveResult, check_inputs, default_chunk_size, in_chunks, zero_result
 from .lipschitz import lipschitz_constant
 from .proxgrad import prox_grad_loop
 
 __all__ = ["ista", "fista"]
 
 
-def _polish(X, D, XDt, G, Z, penalty, rows):
+def _polish(X, D, XDt, G, Z, a, rows):
     """Exact lasso solution on the current support and signs of the samples ``rows`` (L1 only).
 
-    Solves :math:`G_{SS} z_S = (XD^T)_S - \\alpha s_S` by batched Cholesky, on supports padded to the
-    largest one with identity rows, then refines with one Newton step whose right-hand side comes from
-    the explicit residual :math:`(x - zD)D^T`: in float32 the rounded ``G`` and ``XD^T`` alone leave
-    errors (amplified by coherent atoms) that keep the duality gap above ``tol``. A sample keeps its code
-    where the factorisation fails or the solution flips a sign; the caller keeps the candidate only where
-    it lowers the duality gap.
+    Solves :math:`G_{SS} z_S = (XD^T)_S - a_S s_S` (``a`` the L1 thresholds, scalar or per unit) by batched
+    Cholesky, on supports padded to the largest one with identity rows, then refines with one Newton step
+    whose right-hand side comes from the explicit residual :math:`(x - zD)D^T`: in float32 the rounded
+    ``G`` and ``XD^T`` alone leave errors (amplified by coherent atoms) that keep the duality gap above
+    ``tol``. A sample keeps its code where the factorisation fails or the solution flips a sign; the caller
+    keeps the candidate only where it lowers the duality gap.
     """
     Zr = Z[rows]
     support = Zr != 0
@@ -49,8 +50,7 @@ def _polish(X, D, XDt, G, Z, penalty, rows):
     eye = torch.eye(k, dtype=Z.dtype, device=Z.device)
     Gs = torch.where(both, G[order.unsqueeze(2), order.unsqueeze(1)], eye)
     signs = torch.sign(torch.gather(Zr, 1, order))
-    alpha = penalty.alpha
-    a = torch.gather(alpha.expand(n, m), 1, order) if isinstance(alpha, torch.Tensor) else alpha
+    a = torch.gather(a.expand(n, m), 1, order) if isinstance(a, torch.Tensor) else a
     rhs = torch.where(valid, torch.gather(XDt[rows], 1, order) - a * signs, torch.zeros_like(signs))
     chol, info = torch.linalg.cholesky_ex(Gs)
     sol = torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
@@ -65,15 +65,16 @@ def _polish(X, D, XDt, G, Z, penalty, rows):
     return torch.where(ok.unsqueeze(1), out, Zr)
 
 
-def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart, check_every, polish):
+def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, restart, check_every, polish):
     """Run ISTA/FISTA on one chunk; returns codes, iterations, converged mask and relative gaps.
 
     The gradient step is one fused product: :math:`y(I - G/L) + XD^T/L` in Gram form, or
-    :math:`y - \tfrac1L (yD - x)D^T` in residual form (cheaper when ``n_components > 2*n_features``).
+    :math:`y - \\tfrac1L (yD - x)D^T` in residual form (cheaper when ``n_components > 2*n_features``).
     Host synchronisations happen only at the checks.
     """
     XDt = X @ D.T
     Dt = D.T
+    tau = alpha * step
     if G is not None:
         A = torch.eye(G.shape[0], dtype=G.dtype, device=G.device).sub_(G, alpha=step)
 
@@ -83,10 +84,10 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
             V = torch.addmm(Ba, Y, A)
         else:
             V = torch.addmm(Y, torch.addmm(Xa, Y, D, beta=-1), Dt, alpha=-step)
-        return penalty.prox(V, step)
+        return penalty.prox(V, tau)
 
     def gap(Za, batch):
-        return relative_gap(batch[0], Za, D, penalty)
+        return duality_gap(batch[0], Za, D, alpha, penalty)
 
     max_support = min(D.shape)
 
@@ -98,8 +99,8 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
         stable = torch.nonzero((new_signs == signs).all(1) & (size > 0) & (size <= max_support)).squeeze(1)
         accepted = stable[:0]
         if stable.numel():
-            cand = _polish(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty, stable)
-            rel_c = relative_gap(Xa[stable], cand, D, penalty)
+            cand = _polish(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty.scaled(alpha), stable)
+            rel_c = duality_gap(Xa[stable], cand, D, alpha, penalty)
             better = rel_c < rel[stable]
             accepted = stable[better]
             Za = Za.index_put((accepted,), cand[better])
@@ -112,68 +113,40 @@ def _prox_grad_chunk(X, D, G, penalty, Z, step, max_iter, tol, momentum, restart
                           refine=polish_stable_supports if polish and tol > 0 else None)
 
 
-def _solve(X, D, alpha, *, z0, max_iter, tol, positive, L, momentum, restart, check_every,
-           chunk_size, polish, groups=None):
-    check_inputs(X, D, z0)
-    penalty = make_penalty(alpha, positive, groups).to(X)
-    if L is None:
-        L = lipschitz_constant(D)
-    L = float(L)
-    n, m = X.shape[0], D.shape[0]
-    Z0 = X.new_zeros((n, m)) if z0 is None else z0.to(X)
-    if L <= 0:  # all-zero dictionary: the zero code is optimal
-        return SolveResult(X.new_zeros((n, m)), 0, torch.ones(n, dtype=torch.bool, device=X.device),
-                           X.new_zeros(n))
-    step = 1.0 / L
-    G = D @ D.T if m < 2 * D.shape[1] else None
-    polish = polish and isinstance(penalty, L1)
-    chunk = chunk_size or default_chunk_size(m, D.shape[1], X.device)
-    codes, conv, gaps, n_iter = [], [], [], 0
-    for s in range(0, n, chunk):
-        sl = slice(s, min(s + chunk, n))
-        z, it, c, g = _prox_grad_chunk(X[sl], D, G, penalty, Z0[sl], step, max_iter, tol, momentum,
-                                       restart, check_every, polish)
-        codes.append(z)
-        conv.append(c)
-        gaps.append(g)
-        n_iter = max(n_iter, it)
-    if n == 0:
-        return SolveResult(Z0, 0, torch.ones(0, dtype=torch.bool, device=X.device), X.new_zeros(0))
-    return SolveResult(torch.cat(codes), n_iter, torch.cat(conv), torch.cat(gaps))
-
-
 def fista(
     X: torch.Tensor,
     D: torch.Tensor,
-    alpha=1.0,
+    alpha: float = 1.0,
     *,
+    penalty: Penalty | None = None,
     z0: torch.Tensor | None = None,
     max_iter: int = 1000,
     tol: float = 1e-5,
-    positive: bool = False,
     L: float | None = None,
     restart: bool = True,
     check_every: int = 10,
     chunk_size: int | None = None,
     polish: bool = False,
-    groups: torch.Tensor | None = None,
+    momentum: bool = True,
 ) -> SolveResult:
-    """FISTA for ``min_z 0.5*||x - z D||^2 + alpha*||z||_1``, batched over the rows of ``X``.
+    """FISTA for ``min_z 0.5*||x - z D||^2 + alpha*Omega(z)``, batched over the rows of ``X``.
 
     Parameters
     ----------
     X : torch.Tensor, shape (n_samples, n_features)
     D : torch.Tensor, shape (n_components, n_features)
         Dictionary, rows are atoms.
-    alpha : float, torch.Tensor of per-unit weights, or a penalty from :mod:`sparsecode.penalties`
+    alpha : float
+        Strength of the penalty, >= 0.
+    penalty : Penalty, optional
+        :math:`\\Omega` and the sign constraint (:mod:`sparsecode.penalties`); :class:`L1` by default. A
+        :class:`LatentGroupL1` is solved as the group lasso of its lifted problem.
     z0 : torch.Tensor, shape (n_samples, n_components), optional
         Warm start.
     max_iter : int
         Iterations at most; 0 returns ``z0``.
     tol : float
         Stop a sample when its duality gap is below ``tol * 0.5*||x||^2``; ``tol=0`` runs ``max_iter``.
-    positive : bool
-        Constrain the codes to be non-negative.
     L : float, optional
         Lipschitz constant; computed by :func:`lipschitz_constant` when omitted.
     restart : bool
@@ -181,11 +154,11 @@ def fista(
     check_every : int
         Iterations between duality-gap checks.
     chunk_size : int, optional
-        Samples per chunk (bounded memory); a size near 256 MB of float32 work arrays by default.
+        Samples per chunk (bounded memory); :func:`default_chunk_size` by default.
     polish : bool
         At every check, also try the exact solution on the current support (L1 only).
-    groups : torch.LongTensor, optional
-        Group index per unit: the group lasso ``alpha * sum_g ||z_g||_2``.
+    momentum : bool
+        FISTA's extrapolation; without it, ISTA (:func:`ista`).
 
     Returns
     -------
@@ -197,26 +170,42 @@ def fista(
     >>> fista(X, D, alpha=1.0).code
     tensor([[ 1.,  0., -2.]])
     """
-    return _solve(X, D, alpha, z0=z0, max_iter=max_iter, tol=tol, positive=positive, L=L,
-                  momentum=True, restart=restart, check_every=check_every, chunk_size=chunk_size,
-                  polish=polish, groups=groups)
+    check_inputs(X, D, z0)
+    alpha = check_alpha(alpha)
+    outer = L1() if penalty is None else penalty
+    D, penalty, z0 = outer.lift(D, z0)
+    penalty = penalty.to(X)
+    L = lipschitz_constant(D) if L is None else float(L)
+    n, m = X.shape[0], D.shape[0]
+    if n == 0 or L <= 0:  # no sample, or an all-zero dictionary: the zero code is optimal
+        return outer.unlift(zero_result(X.new_zeros((n, m))))
+    Z0 = X.new_zeros((n, m)) if z0 is None else z0.to(X)
+    step = 1.0 / L
+    G = D @ D.T if m < 2 * D.shape[1] else None
+    polish = polish and isinstance(penalty, L1)
+    chunk = chunk_size or default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
+
+    def solve(Xc, Zc):
+        return _prox_grad_chunk(Xc, Zc, D, G, alpha, penalty, step, max_iter, tol, momentum, restart,
+                                check_every, polish)
+
+    return outer.unlift(SolveResult(*in_chunks(solve, chunk, X, Z0)))
 
 
 def ista(
     X: torch.Tensor,
     D: torch.Tensor,
-    alpha=1.0,
+    alpha: float = 1.0,
     *,
+    penalty: Penalty | None = None,
     z0: torch.Tensor | None = None,
     max_iter: int = 1000,
     tol: float = 1e-5,
-    positive: bool = False,
     L: float | None = None,
     check_every: int = 10,
     chunk_size: int | None = None,
-    groups: torch.Tensor | None = None,
 ) -> SolveResult:
-    """ISTA (proximal gradient with step ``1/L``); same parameters and result as :func:`fista`.
+    """ISTA (proximal gradient with step ``1/L``): :func:`fista` without momentum; same parameters and result.
 
     Examples
     --------
@@ -224,6 +213,5 @@ def ista(
     >>> torch.allclose(ista(X, D, alpha=1.0).code, torch.tensor([[1.0, 0.0]]))
     True
     """
-    return _solve(X, D, alpha, z0=z0, max_iter=max_iter, tol=tol, positive=positive, L=L,
-                  momentum=False, restart=False, check_every=check_every, chunk_size=chunk_size,
-                  polish=False, groups=groups)
+    return fista(X, D, alpha, penalty=penalty, z0=z0, max_iter=max_iter, tol=tol, L=L, check_every=check_every,
+                 chunk_size=chunk_size, momentum=False)

@@ -1,9 +1,12 @@
-"""Training: the one loop (:func:`fit_module`) and the optimizer registry (:mod:`sparsecode.training.optim`)."""
+"""Training: the one loop (:func:`fit_module`), its state (:mod:`.state`), its rate schedule
+(:mod:`.schedules`) and the optimizer registry with its training hooks (:mod:`sparsecode.training.optim`)."""
 
-from .loop import DivergenceError, TrainResult, TrainState, fit_module
+from .loop import fit_module
 from .optim import OPTIMIZERS, estimate_max_learning_rate, make_optimizer
+from .schedules import InverseDecayLR
+from .state import DivergenceError, TrainResult, TrainState
 
 __all__ = [
-    "fit_module", "TrainState", "TrainResult", "DivergenceError",
+    "fit_module", "TrainState", "TrainResult", "DivergenceError", "InverseDecayLR",
     "OPTIMIZERS", "make_optimizer", "estimate_max_learning_rate",
 ]

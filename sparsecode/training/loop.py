@@ -12,8 +12,10 @@ convergence, on ``L_e`` or, with ``early_stopping``, on the validation loss ``V_
 
 With early stopping the parameters of the best validation loss are restored at the end.
 
-``lr_decay`` is Torch7's ``learningRateDecay`` counted in training samples seen: before every step,
-each parameter group's rate is
+``lr_decay`` is Torch7's ``learningRateDecay`` counted in training samples seen, a schedule
+(:class:`~sparsecode.training.schedules.InverseDecayLR`) built at the start of every call and stepped
+between its optimizer steps (so the groups keep the rates of the last step): each parameter group's
+rate is
 
 .. math::
 
@@ -22,10 +24,17 @@ each parameter group's rate is
 with :math:`\eta` the base rate, :math:`s_g` the group's ``lr_scale`` and :math:`n_t` the samples seen
 by the earlier steps of all calls (``TrainState.n_samples_seen``).
 
-Optimizer specifics: SDLM's Gauss-Newton diagonal is (re-)estimated here
-(:func:`sparsecode.training.optim.gauss_newton_diagonal`), ASGD's averaged weights are swapped in at the
-end and for validation, and ``learning_rate="auto"`` comes from the power method
-(:mod:`sparsecode.training.optim.lr`).
+``learning_rate="auto"`` comes from the power method (:mod:`sparsecode.training.optim.lr`) and is
+resolved before the optimizer is built, so that it is built once, with its real rates.
+
+Optimizer hooks (:mod:`sparsecode.training.optim.hooks`): the loop names no optimizer. Before building
+one from a name or class it calls ``prepare(context, options)``, which returns the options and the
+preconditioner of ``"auto"``; then ``use_average(False)`` at the start of every call,
+``before_step(n_batch, context)`` before every step, and ``use_average(True)`` around each
+validation and at the end. SDLM estimates and refreshes its Gauss-Newton diagonal through them,
+ASGD starts its average after one pass and keeps the averaged weights; torch's optimizers get
+no-ops. ``context`` (a :class:`~sparsecode.training.optim.hooks.TrainContext`) holds the module,
+``loss_fn``, ``residual_fn``, the training data, the parameters, the generator and the steps per pass.
 
 Safety: the loss and the parameters are checked once per pass (one host sync); a non-finite value
 restores the parameters of the previous pass and raises :class:`DivergenceError`. Ctrl-C stops the
@@ -36,132 +45,18 @@ fit, keeps the current parameters when finite (else the previous pass's) and rep
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
-from .optim import ASGD, SDLM, estimate_max_learning_rate, gauss_newton_diagonal, make_optimizer
+from ._common import random_rows, trainable
+from ._progress import Progress
+from .optim import TrainContext, estimate_max_learning_rate, hooks_of, make_optimizer, optimizer_factory
+from .schedules import InverseDecayLR
+from .state import DivergenceError, TrainResult, TrainState
 
-__all__ = ["DivergenceError", "TrainState", "TrainResult", "fit_module"]
-
-
-class DivergenceError(ValueError):
-    """The loss became non-finite; the message names the rate used and the power-method rate.
-
-    Attributes
-    ----------
-    learning_rate : float
-    suggested_learning_rate : float or None
-        What :func:`sparsecode.training.optim.estimate_max_learning_rate` gives at the restored parameters
-        (None when it could not be computed).
-    """
-
-    def __init__(self, message: str, learning_rate: float, suggested_learning_rate: float | None):
-        super().__init__(message)
-        self.learning_rate = learning_rate
-        self.suggested_learning_rate = suggested_learning_rate
-
-
-@dataclass
-class TrainState:
-    """Everything needed to continue a fit (``warm_start``, ``partial_fit``); picklable.
-
-    Attributes
-    ----------
-    optimizer : torch.optim.Optimizer or None
-        None until the first pass of a fit with ``max_iter > 0``.
-    epoch : int
-        Passes done in all calls.
-    n_steps : int
-        Optimizer steps done in all calls.
-    loss_curve : list of float
-        Mean training loss of every pass.
-    validation_scores : list of float
-        Minus the validation loss of every pass (early stopping).
-    best_loss : float
-        Best training loss, or best validation loss with early stopping.
-    no_improvement_count : int
-    learning_rate : float or None
-        The resolved base rate.
-    best_params : list of tensors or None
-        Parameters at the best validation loss (early stopping).
-    samples_since_hessian : int
-        Training samples seen since SDLM's last Hessian estimate.
-    n_samples_seen : int
-        Training samples seen by all the optimizer steps (the clock of ``lr_decay``).
-    """
-
-    optimizer: torch.optim.Optimizer | None = None
-    epoch: int = 0
-    n_steps: int = 0
-    loss_curve: list[float] = field(default_factory=list)
-    validation_scores: list[float] = field(default_factory=list)
-    best_loss: float = math.inf
-    no_improvement_count: int = 0
-    learning_rate: float | None = None
-    best_params: list[torch.Tensor] | None = None
-    samples_since_hessian: int = 0
-    n_samples_seen: int = 0
-
-
-@dataclass
-class TrainResult:
-    """What one call of :func:`fit_module` did.
-
-    Attributes
-    ----------
-    loss_curve : list of float
-        Mean training loss per pass of this call.
-    validation_scores : list of float
-        Minus the validation loss per pass of this call when early stopping, else ``[]``.
-    n_iter : int
-        Passes done in this call.
-    learning_rate : float
-        The resolved rate (after ``"auto"``).
-    converged : bool
-        Stopped by ``tol`` / ``n_iter_no_change``.
-    interrupted : bool
-        Stopped by Ctrl-C.
-    state : TrainState
-    """
-
-    loss_curve: list[float]
-    validation_scores: list[float]
-    n_iter: int
-    learning_rate: float
-    converged: bool
-    interrupted: bool
-    state: TrainState
-
-
-class _Progress:
-    """A progress bar over the steps of a pass: tqdm when installed, else a text line on stderr."""
-
-    def __init__(self, total: int, desc: str):
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
-        self._bar = tqdm(total=total, desc=desc, leave=False) if tqdm is not None else None
-        self._total, self._done, self._desc = total, 0, desc
-
-    def update(self) -> None:
-        self._done += 1
-        if self._bar is not None:
-            self._bar.update()
-        else:
-            filled = int(30 * self._done / max(self._total, 1))
-            bar = "#" * filled + "." * (30 - filled)
-            sys.stderr.write(f"\r{self._desc} [{bar}] {self._done}/{self._total}")
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        else:
-            sys.stderr.write("\r" + " " * (len(self._desc) + 45) + "\r")
+__all__ = ["fit_module"]
 
 
 def _check_data(data: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -171,11 +66,6 @@ def _check_data(data: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     return data
 
 
-def _rows(n: int, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    device = generator.device if generator is not None else like.device
-    return torch.randperm(n, generator=generator, device=device).to(like.device)
-
-
 def _split(data, early_stopping, fraction, generator):
     if not early_stopping:
         return data, None
@@ -183,13 +73,13 @@ def _split(data, early_stopping, fraction, generator):
     n_valid = max(1, int(round(fraction * n)))
     if n_valid >= n:
         raise ValueError(f"validation_fraction={fraction} leaves no training sample out of {n}.")
-    rows = _rows(n, generator, data[0])
+    rows = random_rows(n, generator, data[0])
     return tuple(t[rows[n_valid:]] for t in data), tuple(t[rows[:n_valid]] for t in data)
 
 
 def _groups(module: torch.nn.Module, param_groups) -> list[dict]:
     if param_groups is None:
-        return [{"params": [p for p in module.parameters() if p.requires_grad], "lr_scale": 1.0}]
+        return [{"params": trainable(module), "lr_scale": 1.0}]
     return [{"params": list(g["params"]), "lr_scale": float(g.get("lr_scale", 1.0))}
             for g in param_groups]
 
@@ -213,56 +103,19 @@ def _rebind(optimizer: torch.optim.Optimizer, groups: list[dict]) -> torch.optim
     return fresh
 
 
-def _estimate_hessian(optimizer: SDLM, module, loss_fn, residual_fn, train, generator):
-    n = train[0].shape[0]
-    rows = _rows(n, generator, train[0])[: optimizer.defaults["hessian_samples"]]
-    return gauss_newton_diagonal(
-        module,
-        tuple(t[rows] for t in train),
-        residual_fn=residual_fn,
-        loss_fn=loss_fn,
-        params=optimizer.parameters(),
-        n_probes=optimizer.defaults["hessian_probes"],
-        generator=generator,
-    )
-
-
-def _build(optimizer, groups, learning_rate, options, module, loss_fn, residual_fn, train,
-           generator, steps_per_pass):
-    """Create the optimizer, resolving ``learning_rate="auto"``; returns (optimizer, base rate)."""
+def _build(optimizer, groups: list[dict], learning_rate, options: dict | None, context: TrainContext):
+    """Create the optimizer with its real rates, ``"auto"`` resolved first; returns (optimizer, base rate)."""
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer, float(optimizer.param_groups[0]["lr"])
-    options = dict(options or {})
-    if optimizer == "asgd":
-        options.setdefault("t0", steps_per_pass)
-    torch_groups = [{"params": g["params"], "lr": g["lr_scale"]} for g in groups]
-    opt = make_optimizer(optimizer, torch_groups, 1.0, **options)
-    hessian = None
-    if isinstance(opt, SDLM):
-        hessian = _estimate_hessian(opt, module, loss_fn, residual_fn, train, generator)
-        opt.set_hessian_diagonal(hessian)
+    options, preconditioner = hooks_of(optimizer_factory(optimizer)).prepare(context, dict(options or {}))
     if learning_rate == "auto":
-        precond = None
-        if hessian is not None:
-            precond = [1.0 / (h + opt.defaults["mu"]) for h in hessian]
         learning_rate = estimate_max_learning_rate(
-            module, loss_fn, train, optimizer=optimizer, params=_flat(groups),
-            momentum=options.get("momentum", 0.9), preconditioner=precond, generator=generator,
+            context.module, context.loss_fn, context.train, optimizer=optimizer, params=context.params,
+            momentum=options.get("momentum", 0.9), preconditioner=preconditioner, generator=context.generator,
         ).learning_rate
-    for g, spec in zip(opt.param_groups, groups):
-        g["lr"] = learning_rate * spec["lr_scale"]
-    return opt, float(learning_rate)
-
-
-def _decay_rates(optimizer: torch.optim.Optimizer, lr_decay: float, n_seen: int) -> None:
-    """Set every group's rate to its undecayed rate (kept as ``"base_lr"``) over ``1 + lr_decay n``."""
-    for g in optimizer.param_groups:
-        g["lr"] = g.setdefault("base_lr", g["lr"]) / (1.0 + lr_decay * n_seen)
-
-
-def _swap_average(optimizer, averaged: bool) -> None:
-    if isinstance(optimizer, ASGD) and optimizer.swapped != averaged:
-        optimizer.swap_average()
+    learning_rate = float(learning_rate)
+    torch_groups = [{"params": g["params"], "lr": learning_rate * g["lr_scale"]} for g in groups]
+    return make_optimizer(optimizer, torch_groups, learning_rate, **options), learning_rate
 
 
 @torch.no_grad()
@@ -371,6 +224,7 @@ def fit_module(
     Returns
     -------
     TrainResult
+        What this call did; its ``state`` continues the fit.
 
     Raises
     ------
@@ -393,9 +247,9 @@ def fit_module(
     train, valid = _split(data, early_stopping, validation_fraction, generator)
     n_train = train[0].shape[0]
     batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
-    steps_per_pass = math.ceil(n_train / batch_size)
     groups = _groups(module, param_groups)
     params = _flat(groups)
+    context = TrainContext(module, loss_fn, residual_fn, train, params, generator, math.ceil(n_train / batch_size))
     state = TrainState() if state is None else state
     if state.no_improvement_count > n_iter_no_change:
         state.no_improvement_count = 0  # the previous call converged; let this one train
@@ -404,15 +258,14 @@ def fit_module(
         if max_iter == 0 or max_steps == 0:  # nothing to train: "auto" stays unresolved (nan)
             result.learning_rate = math.nan if learning_rate == "auto" else float(learning_rate)
             return result
-        state.optimizer, state.learning_rate = _build(
-            optimizer, groups, learning_rate, optimizer_params, module, loss_fn, residual_fn,
-            train, generator, steps_per_pass,
-        )
+        state.optimizer, state.learning_rate = _build(optimizer, groups, learning_rate, optimizer_params, context)
     else:
         state.optimizer = _rebind(state.optimizer, groups)
     opt = state.optimizer
+    hooks = hooks_of(opt)
+    schedule = InverseDecayLR(opt, lr_decay, state)
     result.learning_rate = state.learning_rate
-    _swap_average(opt, False)
+    hooks.use_average(False)
     was_training = module.training
     module.train()
     good = [p.detach().clone() for p in params]
@@ -428,8 +281,8 @@ def fit_module(
     try:
         while result.n_iter < max_iter and (max_steps is None or steps < max_steps):
             t_start = time.perf_counter()
-            order = _rows(n_train, generator, train[0]) if shuffle else None
-            bar = _Progress(steps_per_pass, f"pass {state.epoch + 1}") if verbose >= 2 else None
+            order = random_rows(n_train, generator, train[0]) if shuffle else None
+            bar = Progress(context.steps_per_pass, f"pass {state.epoch + 1}") if verbose >= 2 else None
             loss_sum, n_seen = params[0].new_zeros(()), 0
             for start in range(0, n_train, batch_size):
                 if max_steps is not None and steps >= max_steps:
@@ -437,15 +290,9 @@ def fit_module(
                 rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
                 batch = tuple(t[rows] for t in train)
                 m = batch[0].shape[0]
-                if isinstance(opt, SDLM):
-                    interval = opt.defaults["hessian_interval"] or n_train
-                    if state.samples_since_hessian >= interval:
-                        opt.set_hessian_diagonal(
-                            _estimate_hessian(opt, module, loss_fn, residual_fn, train, generator))
-                        state.samples_since_hessian = 0
-                    state.samples_since_hessian += m
-                if lr_decay > 0.0:
-                    _decay_rates(opt, lr_decay, state.n_samples_seen)
+                hooks.before_step(m, context)
+                if steps:  # after the previous step, as in torch; the groups keep the last step's rates
+                    schedule.step()
                 loss = opt.step(closure)
                 state.n_samples_seen += m
                 if projection is not None:
@@ -473,7 +320,7 @@ def fit_module(
             result.loss_curve.append(mean)
             monitored = mean
             if valid is not None:
-                _swap_average(opt, True)
+                hooks.use_average(True)
                 module.eval()
                 monitored = _mean_loss(module, loss_fn, valid, batch_size)
                 module.train()
@@ -481,7 +328,7 @@ def fit_module(
                 result.validation_scores.append(-monitored)
                 if monitored < state.best_loss:
                     state.best_params = [p.detach().clone() for p in params]
-                _swap_average(opt, False)
+                hooks.use_average(False)
             if monitored > state.best_loss - tol:
                 state.no_improvement_count += 1
             else:
@@ -501,7 +348,7 @@ def fit_module(
                 torch._foreach_copy_(params, good)
     finally:
         module.train(was_training)
-    _swap_average(opt, True)
+    hooks.use_average(True)
     if valid is not None and state.best_params is not None:
         with torch.no_grad():
             torch._foreach_copy_(params, state.best_params)

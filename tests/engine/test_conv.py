@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sparsecode import (
+    L1,
     ConvOperator,
     border_weights,
     code_size,
@@ -195,7 +196,7 @@ def test_weighted_and_positive_solutions_satisfy_their_optimality_conditions():
         X, D, 0.1, weights=torch.ones(10, 9, dtype=torch.float64), tol=1e-11, max_iter=5000
     )
     torch.testing.assert_close(ones.code, plain, atol=1e-6, rtol=0)
-    pos = conv_fista(X, D, 0.1, positive=True, tol=1e-11, max_iter=5000).code
+    pos = conv_fista(X, D, 0.1, penalty=L1(positive=True), tol=1e-11, max_iter=5000).code
     assert bool((pos >= 0).all()) and bool((pos > 0).any())
     C = conv_correlate(X - conv_reconstruct(pos, D), D)
     assert float((C - 0.1).clamp(min=0).max()) < 1e-5

@@ -6,6 +6,7 @@ import torch
 from sparsecode.models import DrSAE
 from sparsecode.models.drsae import CLASSIFIER_BOUND, _UnrolledEncoder, supervised_loss, unsupervised_loss
 from sparsecode.objectives import lasso_energy
+from sparsecode.penalties import L1
 from sparsecode.solvers import ista, lipschitz_constant
 from sparsecode.training import fit_module
 
@@ -26,7 +27,7 @@ def test_ista_initialisation_is_nonnegative_ista(n_layers):
     net = DrSAE(X.shape[1], D.shape[0], 3, n_layers, alpha, dtype=X.dtype)
     step = net.init_from_dictionary(D)
     assert 0 < step <= 1 / lipschitz_constant(D)
-    expected = ista(X, D, alpha, positive=True, max_iter=n_layers, tol=0, L=1 / step).code
+    expected = ista(X, D, alpha, penalty=L1(positive=True), max_iter=n_layers, tol=0, L=1 / step).code
     with torch.no_grad():
         Z = net(X)
     assert (Z > 0).any() and (Z == 0).any()
@@ -41,7 +42,7 @@ def test_explicit_step_gives_ista_with_that_step():
     torch.testing.assert_close(net.encoder, D / L)
     torch.testing.assert_close(net.explain, torch.eye(D.shape[0], dtype=X.dtype) - D @ D.T / L)
     torch.testing.assert_close(net.bias, torch.full((D.shape[0],), 0.05 / L, dtype=X.dtype))
-    expected = ista(X, D, 0.05, positive=True, max_iter=6, tol=0, L=L).code
+    expected = ista(X, D, 0.05, penalty=L1(positive=True), max_iter=6, tol=0, L=L).code
     torch.testing.assert_close(net(X).detach(), expected, rtol=1e-12, atol=1e-12)
 
 

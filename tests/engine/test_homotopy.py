@@ -10,10 +10,9 @@ import torch
 from sklearn.linear_model import Lasso
 
 from sparsecode._extension import compiled_kernels
-from sparsecode.objectives import lasso_energy
-from sparsecode.penalties import L1
+from sparsecode.objectives import duality_gap, lasso_energy
+from sparsecode.penalties import L1, GroupL1
 from sparsecode.solvers import fista, homotopy, solve_lasso
-from sparsecode.solvers._common import relative_gap
 from sparsecode.solvers.homotopy import _argmax_rows_, _path_chunk
 
 
@@ -41,7 +40,7 @@ def test_path_reaches_sklearn_lasso_optimum(seed, alpha, positive):
     assert bool(arrived.all()) and steps < 4 * D.shape[0]
     e, e_ref = lasso_energy(X, Z, D, alpha), lasso_energy(X, ref, D, alpha)
     assert torch.all((e - e_ref) <= 1e-6 * e_ref)
-    assert torch.all(relative_gap(X, Z, D, L1(alpha, positive)) <= 1e-10)
+    assert torch.all(duality_gap(X, Z, D, alpha, L1(positive)) <= 1e-10)
     if positive:
         assert bool((Z >= 0).all())
 
@@ -111,8 +110,12 @@ def test_chunks_agree_with_one_batch():
 
 def test_bad_penalties_are_refused():
     X, D = _problem(11)
-    with pytest.raises(ValueError, match="scalar alpha"):
+    with pytest.raises(ValueError, match="non-negative number"):
         homotopy(X, D, torch.full((D.shape[0],), 0.1, dtype=X.dtype))
+    with pytest.raises(ValueError, match="without weights"):
+        homotopy(X, D, 0.1, penalty=L1(weights=torch.ones(D.shape[0], dtype=X.dtype)))
+    with pytest.raises(ValueError, match="without weights"):
+        homotopy(X, D, 0.1, penalty=GroupL1(torch.arange(D.shape[0]) // 2))
     with pytest.raises(ValueError, match="alpha > 0"):
         homotopy(X, D, 0.0)
 
@@ -123,8 +126,8 @@ def test_auto_is_the_homotopy_from_zero_and_fista_from_a_warm_start():
     warm = solve_lasso(X, D, 0.05, z0=torch.zeros(X.shape[0], D.shape[0], dtype=X.dtype), tol=1e-12,
                        max_iter=50000)
     assert torch.allclose(warm.code, homotopy(X, D, 0.05, tol=1e-12).code, atol=1e-8)
-    weights = torch.linspace(0.02, 0.08, D.shape[0], dtype=X.dtype)
-    assert bool(solve_lasso(X, D, weights, tol=1e-10, max_iter=50000).converged.all())
+    weights = L1(weights=torch.linspace(0.02, 0.08, D.shape[0], dtype=X.dtype))
+    assert bool(solve_lasso(X, D, 1.0, penalty=weights, tol=1e-10, max_iter=50000).converged.all())
     assert bool(solve_lasso(X, D, 0.0, tol=1e-8, max_iter=50000).converged.any())
     with_fista_options = solve_lasso(X, D, 0.05, L=float(torch.linalg.matrix_norm(D, 2) ** 2), check_every=5,
                                      tol=1e-12, max_iter=50000)
@@ -147,9 +150,9 @@ def test_device_is_followed(device):
 def test_compiled_path_equals_the_torch_path(monkeypatch, positive):
     module = importlib.import_module("sparsecode.solvers.homotopy")  # the name alone is the function
     X, D = _problem(14, n=60, m=64)
-    compiled = homotopy(X, D, 0.02, positive=positive, tol=0)
+    compiled = homotopy(X, D, 0.02, penalty=L1(positive), tol=0)
     monkeypatch.setattr(module, "compiled_kernels", lambda: None)
-    batched = homotopy(X, D, 0.02, positive=positive, tol=0)
+    batched = homotopy(X, D, 0.02, penalty=L1(positive), tol=0)
     assert torch.allclose(compiled.code, batched.code, atol=1e-10)
     assert compiled.n_iter == batched.n_iter and bool(compiled.converged.all())
 

@@ -6,6 +6,7 @@ import torch
 
 from sparsecode.models import LISTA, LCoD, inhibition_mask, make_loss
 from sparsecode.objectives import lasso_energy
+from sparsecode.penalties import L1
 from sparsecode.prox import shrink
 from sparsecode.solvers import coordinate_descent, fista, ista, lipschitz_constant
 from sparsecode.solvers.cd import cd_step
@@ -35,7 +36,7 @@ def test_lista_positive_at_init_is_nonnegative_ista():
     X, D = _problem()
     L = lipschitz_constant(D)
     enc = LISTA(D, alpha=0.1, n_layers=4, positive=True, L=L)
-    expected = ista(X, D, 0.1, max_iter=5, tol=0, L=L, positive=True).code
+    expected = ista(X, D, 0.1, penalty=L1(positive=True), max_iter=5, tol=0, L=L).code
     torch.testing.assert_close(enc(X), expected, rtol=0, atol=1e-12)
     assert bool((enc(X) >= 0).all())
 

@@ -214,3 +214,44 @@ def test_online_estimate_is_close(small_logistic):
     est = estimate_max_learning_rate(module, ce_loss, data, method="online", n_iter=1500,
                                      gamma=0.005, generator=torch.Generator().manual_seed(0))
     assert est.lambda_max == pytest.approx(lam, rel=0.1)
+
+
+def test_asgd_averages_from_one_pass_unless_t0_is_given():
+    X = torch.randn(40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = X.sum(1)
+
+    def loss(m, x, t):
+        return 0.5 * ((m(x).squeeze(1) - t) ** 2).mean()
+
+    for options, t0 in ((None, 4), ({"t0": 1}, 1)):
+        result = fit_module(torch.nn.Linear(3, 1).double(), loss, (X, y), optimizer="asgd",
+                            learning_rate=0.1, max_iter=1, batch_size=10, optimizer_params=options)
+        assert result.state.optimizer.param_groups[0]["t0"] == t0
+
+
+def test_sdlm_refreshes_its_diagonal_every_hessian_interval_samples(digits):
+    X, y = digits[0][:50], digits[1][:50]
+    calls = []
+
+    class Counting(SDLM):
+        def estimate_hessian_diagonal(self, context):
+            calls.append(context.n_train)
+            return super().estimate_hessian_diagonal(context)
+
+    fit_module(logistic(), ce_loss, (X, y), optimizer=Counting, learning_rate=0.1, max_iter=2,
+               batch_size=10, tol=0.0, residual_fn=ce_residuals,
+               optimizer_params={"hessian_samples": 20, "hessian_interval": 20})
+    assert calls == [50] * 5  # before the build, then before steps 3, 5, 7 and 9 of 10
+
+
+@pytest.mark.parametrize("cls, options, message", [
+    (ASGD, {"lr": 0.0}, "Invalid learning rate: 0.0"),
+    (ASGD, {"lambd": -1.0}, "Invalid lambd"),
+    (ASGD, {"power": 0.0}, "Invalid power"),
+    (SDLM, {"mu": -0.1}, "Invalid mu"),
+    (SDLM, {"hessian_interval": 0}, "Invalid hessian_interval"),
+    (SDLM, {"hessian_samples": 0}, "Invalid hessian_samples"),
+])
+def test_optimizer_arguments_are_checked(cls, options, message):
+    with pytest.raises(ValueError, match=message):
+        cls([torch.nn.Parameter(torch.zeros(2))], **options)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from sparsecode.models import PSD, LinearEncoder, ShrinkEncoder, TanhEncoder
-from sparsecode.models.psd import normalize_atoms, psd_energy, psd_inference, psd_loss
-from sparsecode.prox import soft_threshold
+from sparsecode.models.psd import psd_energy, psd_inference, psd_loss
+from sparsecode.prox import normalize_rows_, soft_threshold
 from sparsecode.topography import Pools
 from sparsecode.training import fit_module
 
@@ -102,10 +102,10 @@ def test_loss_gradients_are_the_decoder_and_prediction_gradients():
     torch.testing.assert_close(model.encoder.bias.grad, 2 * beta * (P - Z).mean(0))
 
 
-def test_normalize_atoms_gives_unit_rows_and_keeps_zero_rows():
-    D = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
-    normalize_atoms(D)
-    torch.testing.assert_close(D, torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
+def test_project_gives_unit_atoms_and_keeps_zero_atoms():
+    model = PSD(torch.tensor([[3.0, 4.0], [0.0, 0.0]]), encoder="linear")
+    model.project_()
+    torch.testing.assert_close(model.dictionary.detach(), torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
 
 
 def _patches(n, seed):
@@ -120,7 +120,7 @@ def _patches(n, seed):
 def test_training_lowers_the_energy_and_the_prediction_error(encoder):
     Xtr, Xte = _patches(2000, 0), _patches(500, 1)
     D0 = Xtr[torch.randperm(2000, generator=_gen(2))[:16]]
-    model = PSD(normalize_atoms(D0.clone()), encoder=encoder, alpha=0.1)
+    model = PSD(normalize_rows_(D0.clone()), encoder=encoder, alpha=0.1)
     opts = dict(alpha=0.1, beta=1.0, max_iter=50, tol=1e-4)
 
     def held_out():
@@ -140,7 +140,7 @@ def test_training_lowers_the_energy_and_the_prediction_error(encoder):
         max_iter=8,
         batch_size=100,
         generator=_gen(3),
-        projection=lambda m: normalize_atoms(m.dictionary),
+        projection=PSD.project_,
     )
     energy1, err1 = held_out()
     assert res.loss_curve[-1] < 0.8 * res.loss_curve[0]

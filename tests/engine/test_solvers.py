@@ -6,6 +6,7 @@ import torch
 from sklearn.linear_model import Lasso
 
 from sparsecode.objectives import duality_gap, lasso_energy
+from sparsecode.penalties import L1, GroupL1
 from sparsecode.solvers import coordinate_descent, fista, ista, lipschitz_constant, sparse_encode
 
 SOLVERS = {"fista": fista, "ista": ista, "cd": coordinate_descent}
@@ -34,7 +35,7 @@ def test_reaches_sklearn_lasso_optimum(name, seed, alpha, positive):
     X, D = _problem(seed)
     ref = _sklearn_codes(X, D, alpha, positive)
     Xt, Dt = torch.tensor(X), torch.tensor(D)
-    res = SOLVERS[name](Xt, Dt, alpha, tol=1e-9, max_iter=30000, positive=positive)
+    res = SOLVERS[name](Xt, Dt, alpha, penalty=L1(positive), tol=1e-9, max_iter=30000)
     e = lasso_energy(Xt, res.code, Dt, alpha)
     e_ref = lasso_energy(Xt, torch.tensor(ref), Dt, alpha)
     assert torch.all((e - e_ref) / e_ref <= 1e-6)
@@ -146,11 +147,19 @@ def test_zero_dictionary_gives_zero_codes():
     assert bool((res.code == 0).all())
 
 
+@pytest.mark.parametrize("alpha", [-0.1, float("nan"), torch.tensor(0.1), "0.1", None])
+def test_alpha_must_be_a_non_negative_number(alpha):
+    with pytest.raises(ValueError, match="alpha must be a non-negative number"):
+        fista(torch.randn(4, 3), torch.randn(5, 3), alpha)
+    with pytest.raises(ValueError, match="alpha must be a non-negative number"):
+        lasso_energy(torch.randn(4, 3), torch.zeros(4, 5), torch.randn(5, 3), alpha)
+
+
 def test_group_lasso_duality_gap_closes():
     X, D = _problem(13)
     Xt, Dt = torch.tensor(X), torch.tensor(D)
     groups = torch.arange(D.shape[0]) // 4
-    res = fista(Xt, Dt, 0.3, groups=groups, tol=1e-12, max_iter=50000)
+    res = fista(Xt, Dt, 0.3, penalty=GroupL1(groups), tol=1e-12, max_iter=50000)
     assert bool(res.converged.all())
     # every group is either all zero or all active: block sparsity
     blocks = (res.code.reshape(X.shape[0], -1, 4) != 0)
@@ -169,9 +178,9 @@ def test_duality_gap_is_zero_at_the_optimum_and_positive_elsewhere():
     X, D = _problem(15)
     Xt, Dt = torch.tensor(X), torch.tensor(D)
     star = fista(Xt, Dt, 0.2, tol=1e-14, max_iter=50000).code
-    gap, _ = duality_gap(Xt, star, Dt, 0.2)
+    gap = duality_gap(Xt, star, Dt, 0.2)
     assert bool((gap.abs() < 1e-10).all())
-    gap0, _ = duality_gap(Xt, torch.zeros_like(star), Dt, 0.2)
+    gap0 = duality_gap(Xt, torch.zeros_like(star), Dt, 0.2)
     nonzero = (star != 0).any(1)
     assert bool((gap0[nonzero] > 0).all()) and bool((gap0[~nonzero].abs() < 1e-12).all())
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sparsecode.training import DivergenceError, TrainState, fit_module
+from sparsecode.training.optim import TrainingHooks
 
 
 def quadratic(seed=0, n=200):
@@ -181,8 +182,46 @@ def test_lr_decay_is_torch7_learning_rate_decay_in_samples():
     torch.testing.assert_close(module.bias.detach(), b)
     assert first.state.n_samples_seen == seen
     last = rate / (1.0 + decay * (seen - 10))
-    assert [g["lr"] for g in first.state.optimizer.param_groups] == pytest.approx(
-        [last * s for s in scales])
+    groups = first.state.optimizer.param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([last * s for s in scales])
+    assert [g["initial_lr"] for g in groups] == pytest.approx([rate * s for s in scales])
     assert first.learning_rate == rate
     with pytest.raises(ValueError, match="lr_decay"):
         fit_module(linear(), mse, (X, y), lr_decay=-1.0)
+
+
+def test_lr_decay_continues_through_a_pickled_state():
+    X, y = quadratic(n=60)
+    kwargs = dict(optimizer="momentum", learning_rate=0.05, batch_size=25, shuffle=False, tol=0.0,
+                  lr_decay=0.02)
+    once = linear()
+    fit_module(once, mse, (X, y), max_iter=4, **kwargs)
+    twice = linear()
+    first = fit_module(twice, mse, (X, y), max_iter=2, **kwargs)
+    apart = pickle.loads(pickle.dumps(twice))  # rebinds the optimizer to the unpickled tensors
+    fit_module(apart, mse, (X, y), max_iter=2, state=pickle.loads(pickle.dumps(first.state)), **kwargs)
+    assert torch.equal(apart.weight, once.weight)
+
+
+def test_the_loop_calls_the_optimizer_hooks():
+    calls = []
+
+    class Recording(TrainingHooks, torch.optim.SGD):
+        @classmethod
+        def prepare(cls, context, options):
+            calls.append(("prepare", context.steps_per_pass, context.n_train))
+            return {**options, "momentum": 0.5}, None
+
+        def before_step(self, n_batch, context):
+            calls.append(("step", n_batch))
+
+        def use_average(self, flag):
+            calls.append(("average", flag))
+
+    X, y = quadratic(n=50)
+    result = fit_module(linear(), mse, (X, y), optimizer=Recording, learning_rate=0.01, max_iter=2,
+                        batch_size=20, tol=0.0, early_stopping=True, validation_fraction=0.2)
+    assert result.state.optimizer.defaults["momentum"] == 0.5
+    steps, validation = [("step", 20), ("step", 20)], [("average", True), ("average", False)]
+    assert calls == ([("prepare", 2, 40), ("average", False)] + steps + validation + steps + validation
+                     + [("average", True)])

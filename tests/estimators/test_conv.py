@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators import ConvSparseAutoencoder, ConvSparseCoder
-from sparsecode import border_weights, conv_fista, conv_lasso_energy, conv_lipschitz_constant, conv_reconstruct
+from sparsecode import L1, border_weights, conv_fista, conv_lasso_energy, conv_lipschitz_constant, conv_reconstruct
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_coder_border_weighting_and_positive_codes(images, filters):
         transform_tol=1e-6,
         device="cpu",
     )
-    expected = conv_fista(X, D, 0.3, weights=w, positive=True, tol=1e-6).code
+    expected = conv_fista(X, D, 0.3, weights=w, penalty=L1(positive=True), tol=1e-6).code
     np.testing.assert_allclose(coder.transform(images), expected.flatten(1).numpy(), atol=1e-10)
 
 

@@ -16,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, normalize
 
 from estimators import DrSAE
+from sparsecode.penalties import L1
 from sparsecode.solvers import ista
 
 
@@ -44,7 +45,7 @@ def test_untrained_encoder_is_nonnegative_ista(digits):
     X, _, y, _ = digits
     clf = _small(n_layers=7, pretrain_iter=0, max_iter=0).fit(X[:200], y[:200])
     D = torch.as_tensor(clf.components_, dtype=torch.float64)
-    expected = ista(torch.as_tensor(X[:200]), D, clf.alpha, positive=True, max_iter=7, tol=0,
+    expected = ista(torch.as_tensor(X[:200]), D, clf.alpha, penalty=L1(positive=True), max_iter=7, tol=0,
                     L=1 / clf.step_).code.numpy()
     np.testing.assert_allclose(clf.transform(X[:200]), expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(clf.encoder_, clf.step_ * clf.components_)
@@ -134,7 +135,7 @@ def test_decay_clock_runs_from_pretraining_into_fine_tuning(digits):
     groups = state.optimizer.param_groups
     assert len(groups) == 5
     for g in groups:
-        np.testing.assert_allclose(g["lr"] / g["base_lr"], 1 / (1 + 1e-3 * (2 * 200 + 3 * 200 - 50)))
+        np.testing.assert_allclose(g["lr"] / g["initial_lr"], 1 / (1 + 1e-3 * (2 * 200 + 3 * 200 - 50)))
 
 
 def _depth_run(digits, n_layers: int, seed: int) -> tuple[float, float]:

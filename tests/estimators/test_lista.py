@@ -12,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators import LISTA, DictionaryLearning, LCoD
-from estimators.lista import LR_DECAY
+from sparsecode.models.lista import LR_DECAY
 from sparsecode.solvers import fista, ista, lipschitz_constant
 
 

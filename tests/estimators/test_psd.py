@@ -130,7 +130,7 @@ def test_pipeline_in_grid_search():
 def test_bad_input_is_rejected(fitted):
     with pytest.raises(ValueError, match="encoder"):
         PredictiveSparseDecomposition(encoder="relu").fit(np.ones((4, 3)))
-    with pytest.raises(ValueError, match="codes must have shape"):
+    with pytest.raises(ValueError, match="expects 24"):
         fitted.inverse_transform(np.ones((2, 3)))
     with pytest.raises(ValueError, match="features"):
         fitted.transform(np.ones((2, 5)))

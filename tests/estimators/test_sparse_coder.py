@@ -127,13 +127,15 @@ def test_pickle_and_device_portable_load(monkeypatch):
 
 
 def test_topographic_penalty_matches_the_latent_group_lasso():
-    from sparsecode.topography import Pools, latent_group_lasso
+    from sparsecode.penalties import LatentGroupL1
+    from sparsecode.solvers import solve_lasso
+    from sparsecode.topography import Pools
 
     X, D = _problem(10, m=16)
     Z = SparseCoder(D, transform_alpha=0.3, topography=(4, 4), pool_size=3, transform_tol=1e-8,
                     transform_max_iter=20000, device="cpu").transform(X)
-    ref = latent_group_lasso(torch.tensor(X), torch.tensor(D), 0.3, Pools.torus((4, 4), 3), tol=1e-8,
-                             max_iter=20000).code
+    ref = solve_lasso(torch.tensor(X), torch.tensor(D), 0.3, penalty=LatentGroupL1(Pools.torus((4, 4), 3)),
+                      tol=1e-8, max_iter=20000).code
     assert np.allclose(Z, ref.numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="rows \\* cols"):
         SparseCoder(D, topography=(3, 3), device="cpu").transform(X)

@@ -1,38 +1,32 @@
-"""TrainingMixin on a tiny estimator: sklearn attributes, warnings, divergence, warm start."""
+"""TrainedEstimator on a tiny estimator: sklearn attributes, warnings, divergence, warm start, docs."""
 
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from estimators._training import TRAINING_PARAMETER_CONSTRAINTS, TrainingMixin
+from estimators import LISTA, DrSAE
+from estimators._training import TrainedEstimator
 from sparsecode.training import DivergenceError
 
 
-class TinyRegressor(TrainingMixin, RegressorMixin, BaseEstimator):
-    """Least squares through the shared loop (test double for the trainable estimators)."""
+class TinyRegressor(RegressorMixin, TrainedEstimator):
+    """Least squares through the shared loop (test double for the trainable estimators).
 
-    _parameter_constraints = {**TRAINING_PARAMETER_CONSTRAINTS, "random_state": ["random_state"]}
+    Parameters
+    ----------
+{training}"""
 
     def __init__(self, optimizer="adam", learning_rate=0.05, max_iter=50, batch_size=32,
                  tol=1e-4, n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
-                 warm_start=False, verbose=0, random_state=None):
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.random_state = random_state
+                 warm_start=False, verbose=0, random_state=None, device="cpu"):
+        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change,
+                         early_stopping, validation_fraction, warm_start, verbose, random_state, device)
 
     @staticmethod
     def _loss(module, x, t):
@@ -146,3 +140,14 @@ def test_lr_decay_passes_through_to_the_loop(data):
     assert result.state.optimizer.param_groups[0]["lr"] == pytest.approx(
         0.05 / (1 + 0.1 * (3 * len(X) - 40)))
     assert est.learning_rate_ == 0.05
+
+
+def test_docstrings_list_each_estimators_own_training_defaults():
+    assert 'optimizer : {"sgd"' in TinyRegressor.__doc__
+    assert "learning_rate : float or \"auto\", default=0.05\n" in TinyRegressor.__doc__
+    assert "batch_size : int or None, default=32\n" in TinyRegressor.__doc__
+    assert "learning_rate : float or \"auto\", default=0.003\n" in LISTA.__doc__
+    drsae = DrSAE.__doc__
+    assert 'optimizer : {"sgd", ' in drsae and 'default="sgd"\n' in drsae and "The paper's: plain SGD." in drsae
+    assert "batch_size : int or None, default=10\n" in drsae
+    assert "{training}" not in drsae and "{training}" not in LISTA.__doc__

@@ -14,6 +14,22 @@
 ===============  ====================================================================
 
 New optimizers register here. ``learning_rate="auto"`` is explained in :mod:`sparsecode.training.optim.lr`.
+
+Training hooks. The loop (:func:`sparsecode.training.fit_module`) never names an optimizer: what an
+optimizer needs from it beyond ``step`` it asks through the methods of
+:class:`~sparsecode.training.optim.hooks.TrainingHooks`, a mixin with no-op defaults (torch's own
+optimizers get the defaults):
+
+- ``prepare(context, options)`` (classmethod), before the optimizer is built: options that depend
+  on the data and the preconditioner of ``learning_rate="auto"`` (ASGD: ``t0`` = one pass; SDLM:
+  estimates its Gauss-Newton diagonal, hands it to the constructor and preconditions ``"auto"``);
+- ``before_step(n_batch, context)``, before every step (SDLM: re-estimates the diagonal every
+  ``hessian_interval`` samples);
+- ``use_average(flag)``, True around validation and at the end of a call, False before training
+  continues (ASGD: swaps its averaged weights in and out).
+
+``context`` is a :class:`~sparsecode.training.optim.hooks.TrainContext`: the module, ``loss_fn``,
+``residual_fn``, the training data, the parameters trained, the generator and the steps per pass.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from .asgd import ASGD, asgd, asgd_schedule
+from .hooks import TrainContext, TrainingHooks, hooks_of
 from .lr import (
     MaxLearningRate,
     estimate_max_learning_rate,
@@ -36,6 +53,10 @@ from .sdlm import SDLM, gauss_newton_diagonal, sdlm, softmax_residuals
 __all__ = [
     "OPTIMIZERS",
     "make_optimizer",
+    "optimizer_factory",
+    "TrainContext",
+    "TrainingHooks",
+    "hooks_of",
     "ASGD",
     "asgd",
     "asgd_schedule",
@@ -75,6 +96,45 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
+def optimizer_factory(
+    optimizer: str | type[torch.optim.Optimizer],
+) -> Callable[..., torch.optim.Optimizer]:
+    """What builds ``optimizer``: its :data:`OPTIMIZERS` entry, or the class itself.
+
+    Parameters
+    ----------
+    optimizer : str or torch.optim.Optimizer subclass
+
+    Returns
+    -------
+    callable
+        ``factory(params, lr, **options) -> Optimizer``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the valid ones) or anything else.
+
+    Examples
+    --------
+    >>> optimizer_factory("sdlm").__name__
+    'SDLM'
+    """
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={optimizer!r} is not known; valid names are "
+                f"{', '.join(repr(k) for k in OPTIMIZERS)}, or a torch.optim.Optimizer subclass."
+            )
+        return OPTIMIZERS[optimizer]
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        return optimizer
+    raise ValueError(
+        f"optimizer={optimizer!r} must be one of {', '.join(repr(k) for k in OPTIMIZERS)}, "
+        "a torch.optim.Optimizer subclass or an instance."
+    )
+
+
 def make_optimizer(
     optimizer: str | type[torch.optim.Optimizer] | torch.optim.Optimizer,
     params: Iterable,
@@ -112,20 +172,7 @@ def make_optimizer(
     """
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
-    if isinstance(optimizer, str):
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer={optimizer!r} is not known; valid names are "
-                f"{', '.join(repr(k) for k in OPTIMIZERS)}, or a torch.optim.Optimizer subclass."
-            )
-        factory = OPTIMIZERS[optimizer]
-    elif isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        factory = optimizer
-    else:
-        raise ValueError(
-            f"optimizer={optimizer!r} must be one of {', '.join(repr(k) for k in OPTIMIZERS)}, "
-            "a torch.optim.Optimizer subclass or an instance."
-        )
+    factory = optimizer_factory(optimizer)
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ValueError(f"learning_rate={learning_rate!r} must be a positive float.")
     try:

@@ -12,8 +12,10 @@ With ``t = 0, 1, 2, ...`` the number of updates done before the current one:
 
 So ``a`` equals ``w`` up to update ``t_0`` and is then the running mean of the iterates from update
 ``t_0`` on (Polyak-Ruppert averaging). The averaged weights ``a`` are the model that is kept:
-:meth:`ASGD.swap_average` exchanges them with the iterates, and :func:`sparsecode.training.fit_module`
-swaps them in at the end of a fit (and out again before it continues one).
+:meth:`ASGD.swap_average` exchanges them with the iterates. Through its training hooks
+(:mod:`sparsecode.training.optim.hooks`), :func:`sparsecode.training.fit_module` starts the average
+after one pass unless ``t0`` is given, and swaps the average in for validation and at the end of a
+fit (and out again before it continues one).
 
 ``lambda`` only shapes the schedule here (Bottou also uses it as the L2 constant; put an
 ``lambda/2 ||w||^2`` term in the loss to get his regularized objective). torch's own
@@ -26,6 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+
+from ._checks import check_options
+from .hooks import TrainContext, TrainingHooks
 
 __all__ = ["ASGD", "asgd", "asgd_schedule"]
 
@@ -84,7 +89,7 @@ def asgd(
         torch._foreach_lerp_(averages, params, mu)
 
 
-class ASGD(torch.optim.Optimizer):
+class ASGD(TrainingHooks, torch.optim.Optimizer):
     """Averaged SGD with Bottou's ``eta_0 / (1 + lambda eta_0 t)^0.75`` schedule.
 
     Parameters
@@ -96,8 +101,8 @@ class ASGD(torch.optim.Optimizer):
     lambd : float, default=1e-4
         Decay constant of the schedule.
     t0 : int, default=0
-        Update from which the average starts (Bottou: one pass; the training loop uses that
-        when ``t0`` is not given).
+        Update from which the average starts (Bottou: one pass, which :meth:`prepare` makes the
+        default of :func:`sparsecode.training.fit_module`).
     power : float, default=0.75
         Exponent of the decay.
 
@@ -119,17 +124,20 @@ class ASGD(torch.optim.Optimizer):
         t0: int = 0,
         power: float = 0.75,
     ) -> None:
-        if not lr > 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if lambd < 0.0:
-            raise ValueError(f"Invalid lambd: {lambd}")
-        if t0 < 0:
-            raise ValueError(f"Invalid t0: {t0}")
-        if power <= 0.0:
-            raise ValueError(f"Invalid power: {power}")
+        check_options({"learning rate": lr, "power": power}, {"lambd": lambd, "t0": t0})
         super().__init__(params, {"lr": lr, "lambd": lambd, "t0": int(t0), "power": power})
         for group in self.param_groups:
             group["swapped"] = False
+
+    @classmethod
+    def prepare(cls, context: TrainContext, options: dict) -> tuple[dict, None]:
+        """Bottou's ``t0``: the average starts after one pass unless ``options`` sets it."""
+        return {"t0": context.steps_per_pass, **options}, None
+
+    def use_average(self, flag: bool) -> None:
+        """Put the averages (True) or the iterates (False) into the parameters."""
+        if self.swapped != flag:
+            self.swap_average()
 
     @property
     def swapped(self) -> bool:

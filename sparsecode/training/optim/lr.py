@@ -48,6 +48,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ...device import draw_device
+from .._common import random_rows, trainable
+
 __all__ = [
     "MaxLearningRate",
     "hessian_vector_product",
@@ -104,18 +107,6 @@ def _gradient(module, loss_fn, data, params, batch_size) -> Vector:
     return total
 
 
-@torch.no_grad()
-def _shifted(params: Vector, direction: Vector, scale: float):
-    saved = [p.detach().clone() for p in params]
-    torch._foreach_add_(params, direction, alpha=scale)
-    return saved
-
-
-@torch.no_grad()
-def _restore(params: Vector, saved: Vector) -> None:
-    torch._foreach_copy_(params, saved)
-
-
 def hessian_vector_product(
     module: torch.nn.Module,
     loss_fn: Callable[..., torch.Tensor],
@@ -148,7 +139,7 @@ def hessian_vector_product(
     -------
     list of tensors
     """
-    params = [p for p in module.parameters() if p.requires_grad] if params is None else list(params)
+    params = trainable(module, params)
     vector = list(vector)
     if method == "autograd":
         total = [torch.zeros_like(p) for p in params]
@@ -163,22 +154,21 @@ def hessian_vector_product(
     if method == "finite_difference":
         base = _gradient(module, loss_fn, data, params, batch_size) if gradient is None else gradient
         norm = float(_norm(vector))
-        saved = _shifted(params, vector, fd_step / norm)
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            torch._foreach_add_(params, vector, alpha=fd_step / norm)
         try:
             shifted = _gradient(module, loss_fn, data, params, batch_size)
         finally:
-            _restore(params, saved)
+            with torch.no_grad():
+                torch._foreach_copy_(params, saved)
         return [(s - b) * (norm / fd_step) for s, b in zip(shifted, base)]
     raise ValueError(f"method={method!r} is not one of 'autograd', 'finite_difference'.")
 
 
 def _random_like(params: Vector, generator: torch.Generator | None) -> Vector:
-    out = []
-    for p in params:
-        device = generator.device if generator is not None else p.device
-        z = torch.randn(p.shape, generator=generator, device=device, dtype=p.dtype)
-        out.append(z.to(p.device))
-    return out
+    return [torch.randn(p.shape, generator=generator, device=draw_device(generator, p), dtype=p.dtype).to(p.device)
+            for p in params]
 
 
 def power_iteration(
@@ -258,9 +248,9 @@ def online_max_eigenvalue(
     float
         ``||Psi||``.
     """
-    params = [p for p in module.parameters() if p.requires_grad] if params is None else list(params)
+    params = trainable(module, params)
     n = data[0].shape[0]
-    device = generator.device if generator is not None else data[0].device
+    device = draw_device(generator, data[0])
     idx = torch.randint(0, n, (n_presentations, batch_size), generator=generator, device=device)
     psi = _random_like(params, generator)
     for rows in idx.to(data[0].device):
@@ -376,11 +366,10 @@ def estimate_max_learning_rate(
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {', '.join(METHODS)}.")
-    params = [p for p in module.parameters() if p.requires_grad] if params is None else list(params)
+    params = trainable(module, params)
     n = data[0].shape[0]
     if n_samples is not None and n_samples < n:
-        device = generator.device if generator is not None else data[0].device
-        rows = torch.randperm(n, generator=generator, device=device)[:n_samples]
+        rows = random_rows(n, generator, data[0])[:n_samples]
         data = tuple(t[rows.to(t.device)] for t in data)
     gradient = _gradient(module, loss_fn, data, params, batch_size)
     if method == "online":

@@ -30,8 +30,10 @@ Without residuals the diagonal falls back to the empirical Fisher ``(1/n) sum_p 
 (squared per-sample gradients, one backward pass per sample), a common stand-in that agrees with
 the Gauss-Newton diagonal at a perfect fit only in expectation.
 
-The training loop re-estimates ``h`` on ``hessian_samples`` random samples (LeNet-5: 500) every
-``hessian_interval`` samples (default: once per pass, LeNet-5's schedule).
+Through its training hooks (:mod:`sparsecode.training.optim.hooks`), :func:`sparsecode.training.fit_module`
+estimates ``h`` on ``hessian_samples`` random samples (LeNet-5: 500) before the optimizer is built
+(:meth:`SDLM.prepare`, which also gives ``learning_rate="auto"`` its preconditioner ``1 / (h + mu)``)
+and re-estimates it every ``hessian_interval`` samples (default: once per pass, LeNet-5's schedule).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
+
+from ...device import draw_device
+from .._common import trainable
+from ._checks import check_options
+from .hooks import TrainContext, TrainingHooks
 
 __all__ = ["SDLM", "sdlm", "gauss_newton_diagonal", "softmax_residuals"]
 
@@ -131,7 +138,7 @@ def _probe_diagonal(
     generator: torch.Generator | None,
 ) -> list[torch.Tensor]:
     total = [torch.zeros_like(p) for p in params]
-    device = generator.device if generator is not None else residuals.device
+    device = draw_device(generator, residuals)
     for _ in range(n_probes):
         signs = torch.randint(0, 2, residuals.shape, generator=generator, device=device)
         v = (2 * signs - 1).to(device=residuals.device, dtype=residuals.dtype)
@@ -189,7 +196,7 @@ def gauss_newton_diagonal(
     -------
     list of tensors shaped like ``params``.
     """
-    params = [p for p in module.parameters() if p.requires_grad] if params is None else list(params)
+    params = trainable(module, params)
     n = batch[0].shape[0]
     with torch.enable_grad():
         if residual_fn is None:
@@ -219,7 +226,7 @@ def sdlm(
     torch._foreach_addcdiv_(params, grads, torch._foreach_add(hessians, mu), value=-lr)
 
 
-class SDLM(torch.optim.Optimizer):
+class SDLM(TrainingHooks, torch.optim.Optimizer):
     """Stochastic diagonal Levenberg-Marquardt: per-weight rates ``lr / (h + mu)``.
 
     Parameters
@@ -236,10 +243,13 @@ class SDLM(torch.optim.Optimizer):
     hessian_probes : int, default=0
         0: exact Gauss-Newton diagonal; ``m > 0``: ``m`` Rademacher probes (cheaper when the
         residuals are wide, e.g. reconstructions).
+    hessian_diagonal : sequence of tensors, optional
+        The first ``h`` (as in :meth:`set_hessian_diagonal`).
 
     Notes
     -----
-    Set ``h`` with :meth:`set_hessian_diagonal` (the training loop does) before :meth:`step`.
+    ``h`` must be set (``hessian_diagonal`` or :meth:`set_hessian_diagonal`; the training loop
+    does it) before :meth:`step`.
 
     Examples
     --------
@@ -259,17 +269,12 @@ class SDLM(torch.optim.Optimizer):
         hessian_samples: int = 500,
         hessian_interval: int | None = None,
         hessian_probes: int = 0,
+        hessian_diagonal: Sequence[torch.Tensor] | None = None,
     ) -> None:
-        if not lr > 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if mu < 0.0:
-            raise ValueError(f"Invalid mu: {mu}")
-        if hessian_samples < 1:
-            raise ValueError(f"Invalid hessian_samples: {hessian_samples}")
-        if hessian_interval is not None and hessian_interval < 1:
-            raise ValueError(f"Invalid hessian_interval: {hessian_interval}")
-        if hessian_probes < 0:
-            raise ValueError(f"Invalid hessian_probes: {hessian_probes}")
+        check_options(
+            {"learning rate": lr, "hessian_samples": hessian_samples, "hessian_interval": hessian_interval},
+            {"mu": mu, "hessian_probes": hessian_probes},
+        )
         defaults = {
             "lr": lr,
             "mu": mu,
@@ -278,6 +283,42 @@ class SDLM(torch.optim.Optimizer):
             "hessian_probes": int(hessian_probes),
         }
         super().__init__(params, defaults)
+        self.param_groups[0]["samples_since_hessian"] = 0
+        if hessian_diagonal is not None:
+            self.set_hessian_diagonal(hessian_diagonal)
+
+    @classmethod
+    def prepare(cls, context: TrainContext, options: dict) -> tuple[dict, list[torch.Tensor]]:
+        """Estimate ``h`` before the optimizer is built: for its constructor and for ``"auto"``.
+
+        Returns ``options`` with ``hessian_diagonal`` set and the preconditioner ``1 / (h + mu)``
+        of ``learning_rate="auto"``.
+        """
+        template = cls(context.params, **options)  # checks the options, fills in the defaults
+        hessian = template.estimate_hessian_diagonal(context)
+        mu = template.param_groups[0]["mu"]
+        return {**options, "hessian_diagonal": hessian}, [1.0 / (h + mu) for h in hessian]
+
+    def before_step(self, n_batch: int, context: TrainContext) -> None:
+        """Re-estimate ``h`` once ``hessian_interval`` samples (default: a pass) went by since the last."""
+        group = self.param_groups[0]
+        if group["samples_since_hessian"] >= (group["hessian_interval"] or context.n_train):
+            self.set_hessian_diagonal(self.estimate_hessian_diagonal(context))
+            group["samples_since_hessian"] = 0
+        group["samples_since_hessian"] += n_batch
+
+    def estimate_hessian_diagonal(self, context: TrainContext) -> list[torch.Tensor]:
+        """:func:`gauss_newton_diagonal` on ``hessian_samples`` random training samples of ``context``."""
+        group = self.param_groups[0]
+        return gauss_newton_diagonal(
+            context.module,
+            context.sample(group["hessian_samples"]),
+            residual_fn=context.residual_fn,
+            loss_fn=context.loss_fn,
+            params=self.parameters(),
+            n_probes=group["hessian_probes"],
+            generator=context.generator,
+        )
 
     def parameters(self) -> list[torch.Tensor]:
         """All parameters, in group order (the order of :meth:`set_hessian_diagonal`)."""

@@ -1,0 +1,233 @@
+"""ConvSparseAutoencoder: convolutional predictive sparse decomposition of whole images.
+
+The image layouts and the features are those of :mod:`estimators._conv_images`; the model, its
+initialisation and its rate scaling are :class:`sparsecode.models.ConvPSD`'s.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from sparsecode.models import CONV_ENCODERS, ConvPSD
+
+from ._conv_images import ConvImagesMixin, pair
+from ._training import TrainedEstimator, TrainedTransformer
+
+__all__ = ["ConvSparseAutoencoder"]
+
+
+class ConvSparseAutoencoder(ConvImagesMixin, TrainedTransformer):
+    __doc__ = """Convolutional predictive sparse decomposition (ConvPSD; Kavukcuoglu et al. 2010).
+
+    Learns unit-norm decoder kernels ``D_k`` and a convolutional encoder ``f(W_k * x)`` by minimising
+    the mean over images of the energy
+    ``0.5*||sqrt(w)(x - sum_k D_k * z_k)||^2 + alpha*||z||_1 + prediction_weight*||z - f(W * x)||^2``
+    at the optimal maps ``z*``, with ``w`` the border weighting (pixels weighted by the number of
+    kernel placements covering them, over the maximum). Each training step predicts ``f(W * x)``,
+    infers ``z*`` by convolutional FISTA from the prediction, steps all parameters on the energy at
+    ``z*`` through the shared training loop, and renormalises the kernels. With plain gradient steps
+    ("sgd", "momentum", "nesterov", "asgd") the encoder's ``W`` and ``b`` step at
+    ``learning_rate / L`` (``L`` the decoder's Lipschitz constant at the start of ``fit``): they start
+    ``L`` times smaller than the unit-norm kernels. ``transform`` then needs only the encoder (one
+    convolution and a nonlinearity), or runs the full inference.
+
+    Parameters
+    ----------
+    n_components : int, default=8
+        Number of kernels / feature maps.
+    kernel_size : int or (int, int), default=5
+        Kernel height and width, clipped to the image size (the fitted size is ``kernel_size_``).
+    alpha : float, default=0.5
+        Sparsity penalty.
+    encoder : {"shrink", "tanh"}, default="shrink"
+        ``sh_(beta_k, b_k)(W_k * x)``, the smooth shrinkage
+        ``sign(s)*((1/beta)*log(exp(beta*b) + exp(beta*|s|) - 1) - b)`` with ``beta_k`` and ``b_k``
+        learned per map, or ``g_k*tanh(W_k * x)`` with a learned gain.
+    prediction_weight : float, default=1.0
+        Weight of the encoder prediction term (no 1/2 on it, as in the authors' code).
+    border_weighting : bool, default=True
+        Weight the reconstruction error by kernel coverage (training and inference).
+{shape}{pooling}    transform_algorithm : {"encoder", "inference"}, default="encoder"
+        ``"encoder"`` returns ``f(W * x)``; ``"inference"`` minimises the energy from it, as in
+        training.
+    inference_max_iter : int, default=50
+        FISTA iterations per inference.
+    inference_tol : float, default=1e-4
+        Relative duality-gap tolerance of the inference.
+{training}
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, C, kh, kw)
+        The unit-norm decoder kernels.
+    encoder_kernels_ : ndarray of shape (n_components, C, kh, kw)
+        The encoder kernels ``W_k``.
+    image_shape_ : tuple (H, W, C)
+    kernel_size_ : tuple (kh, kw)
+    loss_curve_ : list of float
+        Mean energy at the inferred maps in each pass.
+    n_iter_ : int
+        Passes over the data.
+    learning_rate_ : float
+    n_features_in_ : int
+        ``H*W*C``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from estimators import ConvSparseAutoencoder
+    >>> X = np.random.RandomState(0).randn(20, 6, 6)
+    >>> ae = ConvSparseAutoencoder(n_components=3, kernel_size=3, max_iter=2, random_state=0,
+    ...                            device="cpu")
+    >>> ae.fit_transform(X).shape
+    (20, 48)
+    """
+
+    _training_notes = {
+        "random_state": "Also seeds the initial kernels (image patches at random places, unit norm).",
+    }
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "encoder": [StrOptions(set(CONV_ENCODERS))],
+        "prediction_weight": [Interval(Real, 0, None, closed="left")],
+        "border_weighting": ["boolean"],
+        **ConvImagesMixin._parameter_constraints,
+        "transform_algorithm": [StrOptions({"encoder", "inference"})],
+        "inference_max_iter": [Interval(Integral, 0, None, closed="left")],
+        "inference_tol": [Interval(Real, 0, None, closed="left")],
+        **TrainedEstimator._parameter_constraints,
+    }
+
+    def __init__(
+        self,
+        n_components=8,
+        *,
+        kernel_size=5,
+        alpha=0.5,
+        encoder="shrink",
+        prediction_weight=1.0,
+        border_weighting=True,
+        image_shape=None,
+        pooling=None,
+        pool_size=2,
+        transform_algorithm="encoder",
+        inference_max_iter=50,
+        inference_tol=1e-4,
+        optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
+        early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
+        device="auto",
+    ):
+        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+                         validation_fraction, warm_start, verbose, random_state, device)
+        self.n_components = n_components
+        self.kernel_size = kernel_size
+        self.alpha = alpha
+        self.encoder = encoder
+        self.prediction_weight = prediction_weight
+        self.border_weighting = border_weighting
+        self.image_shape = image_shape
+        self.pooling = pooling
+        self.pool_size = pool_size
+        self.transform_algorithm = transform_algorithm
+        self.inference_max_iter = inference_max_iter
+        self.inference_tol = inference_tol
+
+    def _new_module(self, Xt: torch.Tensor, generator: torch.Generator) -> ConvPSD:
+        kh, kw = pair(self.kernel_size, "kernel_size")
+        self.kernel_size_ = (min(kh, Xt.shape[-2]), min(kw, Xt.shape[-1]))
+        return ConvPSD.from_images(
+            Xt,
+            self.n_components,
+            self.kernel_size_,
+            generator,
+            border_weighting=self.border_weighting,
+            alpha=float(self.alpha),
+            encoder=self.encoder,
+            prediction_weight=float(self.prediction_weight),
+            inference_max_iter=self.inference_max_iter,
+            inference_tol=self.inference_tol,
+        )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the kernels and the encoder from images ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H*W*C), (n_samples, H, W) or (n_samples, C, H, W)
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        first = not (self.warm_start and hasattr(self, "_module"))
+        X, shape = self._validated_images(X, reset=first)
+        if not first and shape != self.image_shape_:
+            raise ValueError(
+                f"warm_start: images of shape {shape} differ from the fitted {self.image_shape_}."
+            )
+        random_state = check_random_state(self.random_state)
+        if first:
+            self._resolve_device()
+            self.image_shape_ = shape
+            self._module = self._new_module(
+                self._to_images(X, shape), self._generator(random_state)
+            )
+        module = self._module
+        module.alpha, module.prediction_weight = float(self.alpha), float(self.prediction_weight)
+        module.inference_max_iter, module.inference_tol = (
+            self.inference_max_iter,
+            self.inference_tol,
+        )
+        Xt = self._to_images(X, shape, dtype=module.decoder_weight.dtype)
+        self._train(
+            module,
+            ConvPSD.training_loss,
+            (Xt,),
+            projection=ConvPSD.project_,
+            param_groups=module.param_groups(Xt, self.optimizer),
+            residual_fn=ConvPSD.training_residuals,
+            generator=self._generator(random_state),
+        )
+        self.components_ = self._numpy(module.decoder_weight)
+        self.encoder_kernels_ = self._numpy(module.encoder_weight)
+        return self
+
+    def _input(self, X) -> tuple[torch.Tensor, np.dtype]:
+        check_is_fitted(self)
+        X, shape = self._validated_images(X, reset=False)
+        if shape != self.image_shape_:
+            raise ValueError(
+                f"X holds images of shape (H, W, C)={shape}; this model was fitted on "
+                f"{self.image_shape_}."
+            )
+        return self._to_images(X, shape, dtype=self._module.decoder_weight.dtype), X.dtype
+
+    @torch.no_grad()
+    def _maps(self, Xt: torch.Tensor) -> torch.Tensor:
+        if self.transform_algorithm == "inference":
+            return self._module.infer(Xt)
+        return self._module(Xt)
+
+    def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
+        """The encoder's maps, or the inferred maps with ``"inference"``, as features."""
+        return self._features(self._maps(Xt))
+
+    def score(self, X, y=None):
+        """Minus the mean energy of the images at their inferred maps (higher is better)."""
+        Xt, _ = self._input(X)
+        with torch.no_grad():
+            return -float(self._module.energy(Xt, self._module.infer(Xt)).mean())
+
+    def _decoder_kernels(self) -> torch.Tensor:
+        return self._module.decoder_weight.detach()
