@@ -42,19 +42,15 @@ class LCoD(nn.Module):
 
     Examples
     --------
-    >>> D = torch.eye(2); enc = LCoD(D, alpha=0.5, n_layers=1)
-    >>> enc(torch.tensor([[2.0, -0.2]])).detach()
-    tensor([[1.5000, -0.0000]])
+    One coordinate step on an orthonormal dictionary already gives the lasso code of the largest entry:
+
+    >>> enc = LCoD(torch.eye(3), alpha=0.5, n_layers=1, positive=True)
+    >>> enc(torch.tensor([[2.0, -0.2, 1.0]])).detach()
+    tensor([[1.5000, 0.0000, 0.5000]])
     """
 
-    def __init__(
-        self,
-        dictionary: torch.Tensor,
-        alpha: float = 1.0,
-        n_layers: int = 10,
-        *,
-        positive: bool = False,
-    ):
+    def __init__(self, dictionary: torch.Tensor, alpha: float = 1.0, n_layers: int = 10, *,
+                 positive: bool = False):
         super().__init__()
         if n_layers < 0:
             raise ValueError(f"n_layers must be >= 0, got {n_layers}.")

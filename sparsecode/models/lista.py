@@ -105,18 +105,9 @@ class LISTA(nn.Module):
     tensor([[1.5000, -0.0000]])
     """
 
-    def __init__(
-        self,
-        dictionary: torch.Tensor,
-        alpha: float = 1.0,
-        n_layers: int = 3,
-        *,
-        parametrization: str = "full",
-        tied: bool = True,
-        inhibition_fraction: float = 1.0,
-        positive: bool = False,
-        L: float | None = None,
-    ):
+    def __init__(self, dictionary: torch.Tensor, alpha: float = 1.0, n_layers: int = 3, *,
+                 parametrization: str = "full", tied: bool = True, inhibition_fraction: float = 1.0,
+                 positive: bool = False, L: float | None = None):
         super().__init__()
         if parametrization not in PARAMETRIZATIONS:
             raise ValueError(

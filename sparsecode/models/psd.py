@@ -191,18 +191,9 @@ def _augment(X: torch.Tensor, D: torch.Tensor, P: torch.Tensor, beta: float):
 
 
 @torch.no_grad()
-def psd_inference(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    P: torch.Tensor,
-    alpha: float,
-    beta: float,
-    *,
-    pools: Pools | None = None,
-    positive: bool = False,
-    max_iter: int = 100,
-    tol: float = 1e-4,
-) -> PSDCode:
+def psd_inference(X: torch.Tensor, D: torch.Tensor, P: torch.Tensor, alpha: float, beta: float, *,
+                  pools: Pools | None = None, positive: bool = False, max_iter: int = 100,
+                  tol: float = 1e-4) -> PSDCode:
     """Minimise the PSD energy over the codes, from the prediction ``P = F(X)``.
 
     Parameters
@@ -255,17 +246,8 @@ def psd_energy(
     return 0.5 * (R * R).sum(-1) + penalty + beta * ((Z - P) ** 2).sum(-1)
 
 
-def psd_loss(
-    model: torch.nn.Module,
-    X: torch.Tensor,
-    *,
-    alpha: float,
-    beta: float,
-    pools: Pools | None = None,
-    positive: bool = False,
-    max_iter: int = 100,
-    tol: float = 1e-4,
-) -> torch.Tensor:
+def psd_loss(model: torch.nn.Module, X: torch.Tensor, *, alpha: float, beta: float, pools: Pools | None = None,
+             positive: bool = False, max_iter: int = 100, tol: float = 1e-4) -> torch.Tensor:
     """Mean energy at the inferred codes: the loss of one PSD training step.
 
     ``model`` has an ``encoder`` (the module :math:`F`) and a ``dictionary`` parameter :math:`D`, as

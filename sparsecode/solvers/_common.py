@@ -7,7 +7,9 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["SolveResult", "check_inputs", "default_chunk_size", "in_chunks", "zero_result"]
+from ..penalties import L1, Penalty, check_alpha
+
+__all__ = ["SolveResult", "check_problem", "default_chunk_size", "in_chunks", "zero_result"]
 
 
 class SolveResult(NamedTuple):
@@ -33,8 +35,17 @@ class SolveResult(NamedTuple):
     latent: torch.Tensor | None = None
 
 
-def check_inputs(X: torch.Tensor, D: torch.Tensor, z0) -> None:
-    """ValueError unless ``X`` is (n_samples, n_features), ``D`` (n_components, n_features), ``z0`` the codes'."""
+def check_problem(X: torch.Tensor, D: torch.Tensor, alpha, penalty: Penalty | None, z0,
+                  kinds: tuple[type, ...] = (Penalty,)) -> tuple[float, Penalty]:
+    """A dense lasso problem checked: ``(alpha, penalty)`` with :class:`L1` for ``penalty=None``.
+
+    ValueError unless ``X`` is (n_samples, n_features), ``D`` (n_components, n_features), ``z0`` the codes'
+    shape, ``alpha`` a non-negative number and ``penalty`` one of ``kinds`` (the solver's penalties).
+    """
+    penalty = L1() if penalty is None else penalty
+    if not isinstance(penalty, kinds):
+        raise ValueError(f"{type(penalty).__name__} is not a penalty this solver takes "
+                         f"({', '.join(k.__name__ for k in kinds)}); use fista for the others.")
     if X.ndim != 2 or D.ndim != 2 or X.shape[1] != D.shape[1]:
         raise ValueError(
             f"X must be (n_samples, n_features) and D (n_components, n_features) with the same "
@@ -42,6 +53,7 @@ def check_inputs(X: torch.Tensor, D: torch.Tensor, z0) -> None:
         )
     if z0 is not None and tuple(z0.shape) != (X.shape[0], D.shape[0]):
         raise ValueError(f"z0 must have shape {(X.shape[0], D.shape[0])}, got {tuple(z0.shape)}.")
+    return check_alpha(alpha), penalty
 
 
 def default_chunk_size(row_size: int, device: torch.device | None = None, min_rows: int = 1,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 
 from ..objectives import duality_gap
-from ..penalties import L1, check_alpha
+from ..penalties import L1
 from ..prox import shrink
-from ._common import SolveResult, check_inputs, default_chunk_size, in_chunks, zero_result
+from ._common import SolveResult, check_problem, default_chunk_size, in_chunks, zero_result
 
 __all__ = ["coordinate_descent", "cd_step"]
 
@@ -58,18 +58,9 @@ def _cd_chunk(X, Z, D, S, diag, theta, alpha, penalty, total, every, tol):
     return out, step, done, g
 
 
-def coordinate_descent(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    alpha: float = 1.0,
-    *,
-    penalty: L1 | None = None,
-    z0: torch.Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
-    check_every: int | None = None,
-    chunk_size: int | None = None,
-) -> SolveResult:
+def coordinate_descent(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L1 | None = None,
+                       z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5,
+                       check_every: int | None = None, chunk_size: int | None = None) -> SolveResult:
     """Greedy coordinate descent (CoD) for ``min_z 0.5*||x - z D||^2 + alpha*Omega(z)``, ``Omega`` an L1 penalty.
 
     Parameters are those of :func:`sparsecode.solvers.fista`; ``max_iter`` counts sweeps of
@@ -78,15 +69,13 @@ def coordinate_descent(
 
     Examples
     --------
-    >>> D = torch.eye(3); X = torch.tensor([[2.0, 0.5, -3.0]])
-    >>> coordinate_descent(X, D, alpha=1.0).code
-    tensor([[ 1.,  0., -2.]])
+    Non-negative codes in an orthonormal dictionary are the positive parts shrunk by ``alpha``:
+
+    >>> X = torch.tensor([[2.0, 0.5, -3.0]])
+    >>> coordinate_descent(X, torch.eye(3), alpha=1.0, penalty=L1(positive=True)).code
+    tensor([[1., 0., 0.]])
     """
-    check_inputs(X, D, z0)
-    alpha = check_alpha(alpha)
-    penalty = L1() if penalty is None else penalty
-    if not isinstance(penalty, L1):
-        raise ValueError("coordinate_descent supports the L1 penalty only; use fista for group penalties.")
+    alpha, penalty = check_problem(X, D, alpha, penalty, z0, kinds=(L1,))
     penalty = penalty.to(X)
     n, m = X.shape[0], D.shape[0]
     Z0 = X.new_zeros((n, m)) if z0 is None else z0.to(X).clone()

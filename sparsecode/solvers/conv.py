@@ -68,23 +68,10 @@ def _conv_chunk(X, Z, op, weights, alpha, penalty, step, max_iter, tol, momentum
                           restart=restart, check_every=check_every)
 
 
-def conv_fista(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    alpha: float = 1.0,
-    *,
-    penalty: Penalty | None = None,
-    z0: torch.Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
-    L: float | None = None,
-    weights: torch.Tensor | None = None,
-    restart: bool = True,
-    check_every: int = 10,
-    chunk_size: int | None = None,
-    method: str = "auto",
-    momentum: bool = True,
-) -> SolveResult:
+def conv_fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
+               z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5, L: float | None = None,
+               weights: torch.Tensor | None = None, restart: bool = True, check_every: int = 10,
+               chunk_size: int | None = None, method: str = "auto", momentum: bool = True) -> SolveResult:
     """FISTA for the convolutional lasso, batched over images (see the module doc).
 
     Parameters
@@ -156,21 +143,10 @@ def conv_fista(
     return SolveResult(*in_chunks(solve, chunk, X, Z0))
 
 
-def conv_ista(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    alpha: float = 1.0,
-    *,
-    penalty: Penalty | None = None,
-    z0: torch.Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
-    L: float | None = None,
-    weights: torch.Tensor | None = None,
-    check_every: int = 10,
-    chunk_size: int | None = None,
-    method: str = "auto",
-) -> SolveResult:
+def conv_ista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
+              z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5, L: float | None = None,
+              weights: torch.Tensor | None = None, check_every: int = 10, chunk_size: int | None = None,
+              method: str = "auto") -> SolveResult:
     """ISTA for the convolutional lasso (monotone energy): :func:`conv_fista` without momentum."""
     return conv_fista(X, D, alpha, penalty=penalty, z0=z0, max_iter=max_iter, tol=tol, L=L, weights=weights,
                       check_every=check_every, chunk_size=chunk_size, method=method, momentum=False)

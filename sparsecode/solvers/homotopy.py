@@ -31,8 +31,8 @@ import torch
 
 from .._extension import compiled_kernels
 from ..objectives import duality_gap
-from ..penalties import L1, check_alpha
-from ._common import SolveResult, check_inputs, default_chunk_size, in_chunks, zero_result
+from ..penalties import L1
+from ._common import SolveResult, check_problem, default_chunk_size, in_chunks, zero_result
 from .ista import fista
 
 __all__ = ["homotopy"]
@@ -213,24 +213,15 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
     return out[:, :m], steps, arrived
 
 
-def homotopy(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    alpha: float = 1.0,
-    *,
-    penalty: L1 | None = None,
-    z0: torch.Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
-    chunk_size: int | None = None,
-) -> SolveResult:
+def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L1 | None = None,
+             z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5,
+             chunk_size: int | None = None) -> SolveResult:
     """Lasso codes by the homotopy (LARS-lasso) path, batched over the rows of ``X``.
 
     Parameters
     ----------
-    X : torch.Tensor, shape (n_samples, n_features)
-    D : torch.Tensor, shape (n_components, n_features)
-        Dictionary, rows are atoms.
+    X, D
+        Samples (rows) and dictionary (rows are atoms), as in :func:`~sparsecode.solvers.fista`.
     alpha : float
         Weight of the L1 penalty, > 0.
     penalty : L1, optional
@@ -258,10 +249,8 @@ def homotopy(
     >>> homotopy(X, D, alpha=1.0).code
     tensor([[ 1.,  0., -2.]])
     """
-    check_inputs(X, D, z0)
-    alpha = check_alpha(alpha)
-    penalty = L1() if penalty is None else penalty
-    if not isinstance(penalty, L1) or penalty.weights is not None:
+    alpha, penalty = check_problem(X, D, alpha, penalty, z0, kinds=(L1,))
+    if penalty.weights is not None:
         raise ValueError("homotopy takes an L1 penalty without weights; use fista for per-unit weights and "
                          "other penalties.")
     if alpha <= 0:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 
 from ..objectives import duality_gap
-from ..penalties import L1, Penalty, check_alpha
-from ._common import SolveResult, check_inputs, default_chunk_size, in_chunks, zero_result
+from ..penalties import L1, Penalty
+from ._common import SolveResult, check_problem, default_chunk_size, in_chunks, zero_result
 from .lipschitz import lipschitz_constant
 from .proxgrad import prox_grad_loop
 
@@ -113,22 +113,10 @@ def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, 
                           refine=polish_stable_supports if polish and tol > 0 else None)
 
 
-def fista(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    alpha: float = 1.0,
-    *,
-    penalty: Penalty | None = None,
-    z0: torch.Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
-    L: float | None = None,
-    restart: bool = True,
-    check_every: int = 10,
-    chunk_size: int | None = None,
-    polish: bool = False,
-    momentum: bool = True,
-) -> SolveResult:
+def fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
+          z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5, L: float | None = None,
+          restart: bool = True, check_every: int = 10, chunk_size: int | None = None, polish: bool = False,
+          momentum: bool = True) -> SolveResult:
     """FISTA for ``min_z 0.5*||x - z D||^2 + alpha*Omega(z)``, batched over the rows of ``X``.
 
     Parameters
@@ -170,9 +158,7 @@ def fista(
     >>> fista(X, D, alpha=1.0).code
     tensor([[ 1.,  0., -2.]])
     """
-    check_inputs(X, D, z0)
-    alpha = check_alpha(alpha)
-    outer = L1() if penalty is None else penalty
+    alpha, outer = check_problem(X, D, alpha, penalty, z0)
     D, penalty, z0 = outer.lift(D, z0)
     penalty = penalty.to(X)
     L = lipschitz_constant(D) if L is None else float(L)
@@ -192,19 +178,9 @@ def fista(
     return outer.unlift(SolveResult(*in_chunks(solve, chunk, X, Z0)))
 
 
-def ista(
-    X: torch.Tensor,
-    D: torch.Tensor,
-    alpha: float = 1.0,
-    *,
-    penalty: Penalty | None = None,
-    z0: torch.Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
-    L: float | None = None,
-    check_every: int = 10,
-    chunk_size: int | None = None,
-) -> SolveResult:
+def ista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
+         z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5, L: float | None = None,
+         check_every: int = 10, chunk_size: int | None = None) -> SolveResult:
     """ISTA (proximal gradient with step ``1/L``): :func:`fista` without momentum; same parameters and result.
 
     Examples

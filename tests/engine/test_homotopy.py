@@ -114,7 +114,7 @@ def test_bad_penalties_are_refused():
         homotopy(X, D, torch.full((D.shape[0],), 0.1, dtype=X.dtype))
     with pytest.raises(ValueError, match="without weights"):
         homotopy(X, D, 0.1, penalty=L1(weights=torch.ones(D.shape[0], dtype=X.dtype)))
-    with pytest.raises(ValueError, match="without weights"):
+    with pytest.raises(ValueError, match="GroupL1 is not a penalty this solver takes"):
         homotopy(X, D, 0.1, penalty=GroupL1(torch.arange(D.shape[0]) // 2))
     with pytest.raises(ValueError, match="alpha > 0"):
         homotopy(X, D, 0.0)

@@ -69,17 +69,8 @@ def asgd_schedule(
     return eta, mu
 
 
-def asgd(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    averages: list[torch.Tensor],
-    *,
-    t: int,
-    lr: float,
-    lambd: float,
-    t0: int,
-    power: float = 0.75,
-) -> None:
+def asgd(params: list[torch.Tensor], grads: list[torch.Tensor], averages: list[torch.Tensor], *, t: int,
+         lr: float, lambd: float, t0: int, power: float = 0.75) -> None:
     """Functional ASGD: one update of ``params`` and ``averages`` in place (see the module doc)."""
     eta, mu = asgd_schedule(t, lr, lambd, t0, power)
     torch._foreach_add_(params, grads, alpha=-eta)

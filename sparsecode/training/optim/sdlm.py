@@ -214,14 +214,8 @@ def gauss_newton_diagonal(
     return [t.div_(n) for t in total]
 
 
-def sdlm(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    hessians: list[torch.Tensor],
-    *,
-    lr: float,
-    mu: float,
-) -> None:
+def sdlm(params: list[torch.Tensor], grads: list[torch.Tensor], hessians: list[torch.Tensor], *, lr: float,
+         mu: float) -> None:
     """Functional SDLM: ``w <- w - lr * g / (h + mu)`` in place."""
     torch._foreach_addcdiv_(params, grads, torch._foreach_add(hessians, mu), value=-lr)
 
