@@ -124,7 +124,7 @@ def run(
             f"m={m}: {len(Xtr)} training and {n_test} test patches, dictionary and curves in "
             f"{time.perf_counter() - t0:.0f} s; FISTA(10) error {fista_err[10]:.4f}"
         )
-    extra = {} if max_iter is None else {"max_iter": max_iter}
+    extra = {} if max_iter is None else {"max_iter": max_iter, "tol": 0}  # a fixed number of passes
     out = dict(
         n_components=m,
         n_features=n,
@@ -135,21 +135,18 @@ def run(
         lcod={},
         n_train=len(Xtr),
     )
-    for T in lista_depths:
+    def trained_error(estimator, T):
+        """Train ``estimator`` at depth ``T``; its test error, passes and seconds."""
         t = time.perf_counter()
-        enc = LISTA(
-            dictionary=D, alpha=ALPHA, n_layers=T, random_state=0, device=device, **extra
-        ).fit(Xtr)
+        enc = estimator(dictionary=D, alpha=ALPHA, n_layers=T, random_state=0, device=device, **extra).fit(Xtr)
         e = relative_error(torch.from_numpy(enc.transform(Xte)).to(dev), Zs)
-        out["lista"][T] = dict(
-            error=e,
-            fista_worth=worth(e, fista_err),
-            ista_worth=worth(e, ista_err),
-            passes=enc.n_iter_,
-            seconds=time.perf_counter() - t,
-        )
+        return e, dict(error=e, passes=enc.n_iter_, seconds=time.perf_counter() - t)
+
+    for T in lista_depths:
+        e, r = trained_error(LISTA, T)
+        r.update(fista_worth=worth(e, fista_err), ista_worth=worth(e, ista_err))
+        out["lista"][T] = r
         if verbose:
-            r = out["lista"][T]
             print(
                 f"  LISTA T={T}: error {e:.4f} = FISTA({steps_text(r['fista_worth'], fista_err)}) = "
                 f"ISTA({steps_text(r['ista_worth'], ista_err)}); "
@@ -157,26 +154,15 @@ def run(
                 flush=True,
             )
     for T in lcod_depths:
-        t = time.perf_counter()
-        enc = LCoD(
-            dictionary=D, alpha=ALPHA, n_layers=T, random_state=0, device=device, **extra
-        ).fit(Xtr)
-        e = relative_error(torch.from_numpy(enc.transform(Xte)).to(dev), Zs)
+        e, r = trained_error(LCoD, T)
         k = worth(e, cod_err)
-        out["lcod"][T] = dict(
-            error=e,
-            cod_worth=k,
-            ratio=k / T,
-            cod_at_T=cod_err[T],
-            passes=enc.n_iter_,
-            seconds=time.perf_counter() - t,
-        )
+        r.update(cod_worth=k, ratio=k / T, cod_at_T=cod_err[T])
+        out["lcod"][T] = r
         if verbose:
             print(
                 f"  LCoD T={T}: error {e:.4f} (CoD at {T} steps: {cod_err[T]:.4f}) = "
                 f"CoD({steps_text(k, cod_err)}) steps: "
-                f"{k / T:.1f}x fewer operations; {enc.n_iter_} passes, "
-                f"{out['lcod'][T]['seconds']:.0f} s",
+                f"{k / T:.1f}x fewer operations; {r['passes']} passes, {r['seconds']:.0f} s",
                 flush=True,
             )
     return out

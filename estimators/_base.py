@@ -7,11 +7,22 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import TransformerMixin
+from sklearn.base import TransformerMixin, _fit_context
+from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.device import as_tensor, make_generator, resolve_device, to_numpy
 
-__all__ = ["TorchEstimatorMixin", "FloatTransformerMixin", "DeviceWarning", "DEVICE_CONSTRAINT"]
+from ._validation import check_codes
+
+__all__ = [
+    "TorchEstimatorMixin",
+    "FloatTransformerMixin",
+    "FitMixin",
+    "EnergyScoreMixin",
+    "LinearDecoderMixin",
+    "DeviceWarning",
+    "DEVICE_CONSTRAINT",
+]
 
 DEVICE_CONSTRAINT = [str, torch.device, None]
 
@@ -39,6 +50,92 @@ class FloatTransformerMixin(TransformerMixin):
         return tags
 
 
+class FitMixin:
+    """``fit`` written once for the unsupervised estimators: the parameters validated, then :meth:`_fit`."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the estimator on ``X`` (the class description says what it learns).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data. The convolutional estimators also take images of shape (n_samples, H, W) or
+            (n_samples, C, H, W).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._fit(X)
+        return self
+
+    def _fit(self, X) -> None:
+        """Validate ``X`` and learn from it; the parameters are already validated."""
+        raise NotImplementedError
+
+
+class EnergyScoreMixin:
+    """``score`` written once: minus the mean of the per-sample energies of :meth:`_energies`."""
+
+    def score(self, X, y=None):
+        """Minus the mean energy of ``X`` at its codes (higher is better), for model selection.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to score, in any layout ``fit`` takes.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            Minus the mean over samples of the estimator's energy (see the class description).
+        """
+        with torch.no_grad():
+            return -float(self._energies(X).mean())
+
+    def _energies(self, X):
+        """The energy of every sample of ``X`` at its codes, an ndarray or a tensor."""
+        raise NotImplementedError
+
+
+class LinearDecoderMixin:
+    """``inverse_transform`` written once for codes that decode linearly: ``code @ atoms``."""
+
+    def _atoms(self, X=None) -> np.ndarray:
+        """The atoms (rows) of the codes; the fitted ``components_`` unless a subclass says otherwise.
+
+        ``X``, the data about to be coded, lets a subclass check it against the atoms.
+        """
+        check_is_fitted(self)
+        return self.components_
+
+    def _inverse(self, code, atoms: np.ndarray) -> np.ndarray:
+        """Validated ``code`` times ``atoms`` (in the dtype of the code)."""
+        code = check_codes(code, atoms.shape[0], "n_components")
+        return code @ atoms.astype(code.dtype, copy=False)
+
+    def inverse_transform(self, X):
+        """Data rebuilt from codes: ``code @ atoms``, the atoms given or learned (``components_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Codes, as ``transform`` returns them.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            The reconstruction, in the float dtype of ``X``.
+        """
+        return self._inverse(X, self._atoms())
+
+
 class TorchEstimatorMixin:
     """Device resolution, numpy <-> tensor conversion and pickling that survives a CUDA -> CPU move.
 
@@ -50,20 +147,28 @@ class TorchEstimatorMixin:
     ``{name}`` of :meth:`_doc_sections` replaced when the class is created.
     """
 
-    _shared_docs: dict[str, str] = {}
+    _shared_docs: dict[str, str] = {
+        "input_attributes": """\
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during ``fit``; only when ``X`` has string feature names.""",
+    }
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         doc = cls.__dict__.get("__doc__")
         if doc:
-            for name, text in cls._doc_sections().items():
-                doc = doc.replace("{" + name + "}", text)
+            sections = cls._doc_sections()
+            for _ in range(2):  # a section may itself use a placeholder
+                for name, text in sections.items():
+                    doc = doc.replace("{" + name + "}", text)
             cls.__doc__ = doc
 
     @classmethod
     def _doc_sections(cls) -> dict[str, str]:
-        """Placeholder name -> text for the class's docstring (``_shared_docs`` here)."""
-        return cls._shared_docs
+        """Placeholder name -> text for the class's docstring: the ``_shared_docs`` of its bases and its own."""
+        return {k: v for base in reversed(cls.__mro__) for k, v in vars(base).get("_shared_docs", {}).items()}
 
     def _resolve_device(self) -> torch.device:
         self._device = resolve_device(getattr(self, "device", "auto"))

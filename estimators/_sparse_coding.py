@@ -11,13 +11,14 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from sklearn.decomposition import sparse_encode as sklearn_sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.penalties import L1, make_penalty
 from sparsecode.solvers.encode import SOLVERS, solve_lasso
 from sparsecode.topography import Pools
 
-from ._base import DEVICE_CONSTRAINT, FloatTransformerMixin, TorchEstimatorMixin
-from ._validation import check_codes
+from ._base import DEVICE_CONSTRAINT, FitMixin, FloatTransformerMixin, LinearDecoderMixin, TorchEstimatorMixin
+from ._validation import check_codes, check_input
 
 __all__ = ["SparseCodingMixin", "TORCH_ALGORITHMS", "SKLEARN_ALGORITHMS", "group_index"]
 
@@ -64,8 +65,56 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
     return torch.as_tensor(inverse, dtype=torch.long)
 
 
-class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TorchEstimatorMixin):
-    """Coding against a dictionary with the torch solvers or, for scikit-learn's names, scikit-learn."""
+class SparseCodingMixin(
+    FitMixin, LinearDecoderMixin, ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TorchEstimatorMixin
+):
+    """Coding against a dictionary with the torch solvers or, for scikit-learn's names, scikit-learn.
+
+    Holds the transform parameters (set by ``__init__``, as scikit-learn's ``_BaseSparseCoding``) and
+    ``transform`` / ``inverse_transform``; a subclass gives the dictionary in :meth:`_atoms`. A stateless
+    subclass validates its parameters at every ``transform``, any other must be fitted first.
+    """
+
+    def __init__(self, transform_algorithm, transform_n_nonzero_coefs, transform_alpha, split_sign, n_jobs,
+                 positive_code, transform_max_iter, transform_tol, groups, topography, pool_size, device):
+        self.transform_algorithm = transform_algorithm
+        self.transform_n_nonzero_coefs = transform_n_nonzero_coefs
+        self.transform_alpha = transform_alpha
+        self.split_sign = split_sign
+        self.n_jobs = n_jobs
+        self.positive_code = positive_code
+        self.transform_max_iter = transform_max_iter
+        self.transform_tol = transform_tol
+        self.groups = groups
+        self.topography = topography
+        self.pool_size = pool_size
+        self.device = device
+
+    def _checked_codes(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` validated, and its codes in the dictionary of :meth:`_atoms`."""
+        if self._stateless:
+            self._validate_params()
+        else:
+            check_is_fitted(self)
+        X = check_input(self, X, reset=False)
+        return X, self._encode(X, self._atoms(X))
+
+    def transform(self, X, y=None):
+        """Sparse codes of ``X`` in the dictionary (``dictionary``, or the learned ``components_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The data to encode.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        code : ndarray of shape (n_samples, n_components)
+            Twice as many columns with ``split_sign``; in the float dtype of ``X``.
+        """
+        return self._checked_codes(X)[1]
 
     def _transform_alpha(self) -> float:
         if self.transform_alpha is not None:
@@ -115,8 +164,7 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, 
     def _penalty_value(self, code: np.ndarray) -> np.ndarray:
         """Per-sample penalty of (possibly split-sign) codes, for ``score``."""
         if self.split_sign:
-            half = code.shape[1] // 2
-            code = code[:, :half] - code[:, half:]
+            code = self._signed(code)
         Z = torch.as_tensor(code, dtype=torch.float64)
         m = Z.shape[1]
         penalty = make_penalty(groups=group_index(self.groups, m), pools=self._pools(m))
@@ -148,10 +196,15 @@ class SparseCodingMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, 
             stacklevel=3,
         )
 
-    def _inverse(self, code, dictionary: np.ndarray) -> np.ndarray:
-        code = check_codes(code, dictionary.shape[0] * (2 if self.split_sign else 1),
-                           "2 x n_components" if self.split_sign else "n_components")
-        if self.split_sign:
-            half = code.shape[1] // 2
-            code = code[:, :half] - code[:, half:]
-        return code @ dictionary.astype(code.dtype, copy=False)
+    def _inverse(self, code, atoms: np.ndarray) -> np.ndarray:
+        """``code @ atoms``, split-sign codes first folded back to signed ones."""
+        if not self.split_sign:
+            return super()._inverse(code, atoms)
+        code = self._signed(check_codes(code, 2 * atoms.shape[0], "2 x n_components"))
+        return code @ atoms.astype(code.dtype, copy=False)
+
+    @staticmethod
+    def _signed(code: np.ndarray) -> np.ndarray:
+        """Split-sign codes ``[max(z, 0), -min(z, 0)]`` folded back to ``z``."""
+        half = code.shape[1] // 2
+        return code[:, :half] - code[:, half:]

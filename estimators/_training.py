@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from sparsecode.training import DivergenceError, TrainResult, fit_module
 from sparsecode.training.optim import OPTIMIZERS
 
-from ._base import DEVICE_CONSTRAINT, FloatTransformerMixin, TorchEstimatorMixin
+from ._base import DEVICE_CONSTRAINT, FitMixin, FloatTransformerMixin, TorchEstimatorMixin
 from ._validation import check_input
 
 __all__ = ["TrainedEstimator", "TrainedTransformer", "training_parameters_doc"]
@@ -152,21 +152,8 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
     def _doc_sections(cls) -> dict[str, str]:
         return {**super()._doc_sections(), "training": training_parameters_doc(cls.__init__, cls._training_notes)}
 
-    def __init__(
-        self,
-        optimizer,
-        learning_rate,
-        max_iter,
-        batch_size,
-        tol,
-        n_iter_no_change,
-        early_stopping,
-        validation_fraction,
-        warm_start,
-        verbose,
-        random_state,
-        device,
-    ):
+    def __init__(self, optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+                 validation_fraction, warm_start, verbose, random_state, device):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.max_iter = max_iter
@@ -269,8 +256,10 @@ generator, max_steps
         return result
 
 
-class TrainedTransformer(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TrainedEstimator):
+class TrainedTransformer(FitMixin, ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TrainedEstimator):
     """A trained estimator whose ``transform`` runs its module ``self._module`` on validated input.
+
+    An unsupervised one learns in :meth:`FitMixin._fit`; a supervised one writes its own ``fit``.
 
     Subclasses compute their features in :meth:`_features_of`; the input reaches it as a tensor in the
     module's dtype and the output leaves in the dtype of ``X``. One feature per row of ``components_``
@@ -293,10 +282,12 @@ class TrainedTransformer(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin,
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features_in_)
+            Samples in the layout ``fit`` took.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_out), in the float dtype of ``X``
+        features : ndarray of shape (n_samples, n_features_out)
+            In the float dtype of ``X``.
         """
         Xt, dtype = self._input(X)
         with torch.no_grad():

@@ -8,12 +8,12 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sparsecode import L1, border_weights, conv_fista, conv_ista
 
-from ._base import TorchEstimatorMixin
+from ._base import FitMixin, TorchEstimatorMixin
 from ._conv_images import ConvImagesMixin
 from ._sparse_coding import SparseCodingMixin
 from ._validation import check_dictionary
@@ -21,7 +21,7 @@ from ._validation import check_dictionary
 __all__ = ["ConvSparseCoder"]
 
 
-class ConvSparseCoder(ConvImagesMixin, TorchEstimatorMixin, BaseEstimator):
+class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstimator):
     __doc__ = """Convolutional sparse coding of images against fixed filters (inference only).
 
     The convolutional analogue of :class:`estimators.SparseCoder`: for every image ``x``,
@@ -55,8 +55,7 @@ class ConvSparseCoder(ConvImagesMixin, TorchEstimatorMixin, BaseEstimator):
     n_components_ : int
     image_shape_ : tuple (H, W, C)
         The image shape seen by ``fit``, which only validates.
-    n_features_in_ : int
-        ``H*W*C``.
+{input_attributes}
 
     Examples
     --------
@@ -132,22 +131,10 @@ class ConvSparseCoder(ConvImagesMixin, TorchEstimatorMixin, BaseEstimator):
             )
         return X, shape, D
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Validate the parameters, the filters and ``X`` (nothing is learned).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, H*W*C), (n_samples, H, W) or (n_samples, C, H, W)
-        y : Ignored
-
-        Returns
-        -------
-        self
-        """
+    def _fit(self, X) -> None:
+        """Validate the filters and ``X`` (nothing is learned)."""
         _, self.image_shape_, D = self._images_and_kernels(X, reset=True)
         self.n_components_ = D.shape[0]
-        return self
 
     def transform(self, X, y=None):
         """Sparse feature maps of every image, as 2-D features.
@@ -155,11 +142,14 @@ class ConvSparseCoder(ConvImagesMixin, TorchEstimatorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, H*W*C), (n_samples, H, W) or (n_samples, C, H, W)
+            The images, in any of the three layouts.
         y : Ignored
+            Not used, present for API consistency.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_out)
+        features : ndarray of shape (n_samples, n_features_out)
+            The feature maps flattened map by map, or pooled; in the float dtype of ``X``.
         """
         self._validate_params()
         X, shape, D = self._images_and_kernels(X, reset=False)

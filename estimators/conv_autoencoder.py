@@ -10,20 +10,20 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.models import CONV_ENCODERS, ConvPSD
 
+from ._base import EnergyScoreMixin
 from ._conv_images import ConvImagesMixin, pair
 from ._training import TrainedEstimator, TrainedTransformer
 
 __all__ = ["ConvSparseAutoencoder"]
 
 
-class ConvSparseAutoencoder(ConvImagesMixin, TrainedTransformer):
+class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransformer):
     __doc__ = """Convolutional predictive sparse decomposition (ConvPSD; Kavukcuoglu et al. 2010).
 
     Learns unit-norm decoder kernels ``D_k`` and a convolutional encoder ``f(W_k * x)`` by minimising
@@ -75,16 +75,15 @@ class ConvSparseAutoencoder(ConvImagesMixin, TrainedTransformer):
     n_iter_ : int
         Passes over the data.
     learning_rate_ : float
-    n_features_in_ : int
-        ``H*W*C``.
+{input_attributes}
 
     Examples
     --------
     >>> import numpy as np
     >>> from estimators import ConvSparseAutoencoder
     >>> X = np.random.RandomState(0).randn(20, 6, 6)
-    >>> ae = ConvSparseAutoencoder(n_components=3, kernel_size=3, max_iter=2, random_state=0,
-    ...                            device="cpu")
+    >>> ae = ConvSparseAutoencoder(n_components=3, kernel_size=3, max_iter=2, tol=0,
+    ...                            random_state=0, device="cpu")
     >>> ae.fit_transform(X).shape
     (20, 48)
     """
@@ -157,19 +156,8 @@ class ConvSparseAutoencoder(ConvImagesMixin, TrainedTransformer):
             inference_tol=self.inference_tol,
         )
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the kernels and the encoder from images ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, H*W*C), (n_samples, H, W) or (n_samples, C, H, W)
-        y : Ignored
-
-        Returns
-        -------
-        self
-        """
+    def _fit(self, X) -> None:
+        """Learn the kernels and the encoder from images ``X``."""
         first = not (self.warm_start and hasattr(self, "_module"))
         X, shape = self._validated_images(X, reset=first)
         if not first and shape != self.image_shape_:
@@ -201,7 +189,6 @@ class ConvSparseAutoencoder(ConvImagesMixin, TrainedTransformer):
         )
         self.components_ = self._numpy(module.decoder_weight)
         self.encoder_kernels_ = self._numpy(module.encoder_weight)
-        return self
 
     def _input(self, X) -> tuple[torch.Tensor, np.dtype]:
         check_is_fitted(self)
@@ -223,11 +210,10 @@ class ConvSparseAutoencoder(ConvImagesMixin, TrainedTransformer):
         """The encoder's maps, or the inferred maps with ``"inference"``, as features."""
         return self._features(self._maps(Xt))
 
-    def score(self, X, y=None):
-        """Minus the mean energy of the images at their inferred maps (higher is better)."""
+    def _energies(self, X) -> torch.Tensor:
+        """The energy of every image of ``X`` at its inferred maps."""
         Xt, _ = self._input(X)
-        with torch.no_grad():
-            return -float(self._module.energy(Xt, self._module.infer(Xt)).mean())
+        return self._module.energy(Xt, self._module.infer(Xt))
 
     def _decoder_kernels(self) -> torch.Tensor:
         return self._module.decoder_weight.detach()

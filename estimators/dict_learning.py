@@ -9,7 +9,6 @@ import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.dictionary import (
     OnlineDictionaryState,
@@ -18,13 +17,14 @@ from sparsecode.dictionary import (
     online_dictionary_step,
 )
 
+from ._base import EnergyScoreMixin
 from ._sparse_coding import TORCH_ALGORITHMS, TRANSFORM_PARAMETER_CONSTRAINTS, SparseCodingMixin, group_index
 from ._validation import check_dictionary, check_input
 
 __all__ = ["DictionaryLearning"]
 
 
-class DictionaryLearning(SparseCodingMixin, BaseEstimator):
+class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
     """Dictionary learning by online block coordinate descent (Mairal et al. 2010).
 
     Learns atoms ``D`` (rows, norm at most 1) and sparse codes minimising the mean over samples of
@@ -33,6 +33,8 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
     with ``batch_size >= n_samples`` every step sees the whole data set (batch learning). ``fit`` runs
     online dictionary learning's own loop, :func:`sparsecode.dictionary.learn_dictionary_online`
     (statistics updates and coordinate sweeps, not the gradient-step loop of the other estimators).
+    ``score`` is minus the mean of that energy at the codes of ``transform``, the penalty being the group
+    norms with ``groups`` or the pooled values ``alpha * sum_i v_i(z)`` with ``topography``.
 
     Parameters
     ----------
@@ -78,8 +80,7 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         Passes over the data.
     n_steps_ : int
         Minibatches processed.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+{input_attributes}
 
     Examples
     --------
@@ -137,31 +138,21 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         pool_size=3,
         device="auto",
     ):
+        super().__init__(transform_algorithm, transform_n_nonzero_coefs, transform_alpha, split_sign, n_jobs,
+                         positive_code, transform_max_iter, transform_tol, groups, topography, pool_size, device)
         self.n_components = n_components
         self.alpha = alpha
         self.max_iter = max_iter
         self.fit_algorithm = fit_algorithm
-        self.n_jobs = n_jobs
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.dict_init = dict_init
-        self.transform_algorithm = transform_algorithm
-        self.transform_n_nonzero_coefs = transform_n_nonzero_coefs
-        self.transform_alpha = transform_alpha
         self.verbose = verbose
-        self.split_sign = split_sign
         self.random_state = random_state
-        self.positive_code = positive_code
         self.positive_dict = positive_dict
-        self.transform_max_iter = transform_max_iter
-        self.transform_tol = transform_tol
         self.callback = callback
         self.tol = tol
         self.max_no_improvement = max_no_improvement
-        self.groups = groups
-        self.topography = topography
-        self.pool_size = pool_size
-        self.device = device
 
     # -- fitting -------------------------------------------------------------------------------------
     def _initialize(self, X: np.ndarray) -> torch.Tensor:
@@ -202,21 +193,11 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         """The user's ``callback`` on one step's ``info`` from the engine, with this estimator added."""
         return self.callback({"estimator": self, **info, "dictionary": self._numpy(info["dictionary"])})
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def _fit(self, X) -> None:
         """Learn the dictionary from ``X`` with :func:`sparsecode.dictionary.learn_dictionary_online`.
 
         Stops early by ``tol`` / ``max_no_improvement``, after ``max_iter`` passes, when ``callback``
         returns True, or on Ctrl-C (keeping the dictionary as the last step left it).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        self
         """
         X = check_input(self, X, reset=True)
         Xt = self._initialize(X)
@@ -229,7 +210,6 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         )
         self.n_steps_, self.n_iter_ = result.n_steps, result.n_passes
         self.components_ = self._numpy(self._dictionary, X.dtype)
-        return self
 
     def fit_transform(self, X, y=None):
         """Fit, then return the codes of ``X``."""
@@ -242,11 +222,14 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            One minibatch of training data.
         y : Ignored
+            Not used, present for API consistency.
 
         Returns
         -------
-        self
+        self : object
+            The estimator, one step further.
         """
         first = not hasattr(self, "components_")
         X = check_input(self, X, reset=first)
@@ -263,58 +246,12 @@ class DictionaryLearning(SparseCodingMixin, BaseEstimator):
         return self
 
     # -- using the dictionary ------------------------------------------------------------------------
-    def _checked_codes(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """``X`` validated against the fit, and its codes in the learned dictionary."""
-        check_is_fitted(self)
-        X = check_input(self, X, reset=False)
-        return X, self._encode(X, self.components_)
-
-    def transform(self, X):
-        """Sparse codes of ``X`` in the learned dictionary.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        code : ndarray of shape (n_samples, n_components)
-        """
-        return self._checked_codes(X)[1]
-
-    def inverse_transform(self, X):
-        """Reconstruct data from codes: ``code @ components_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        return self._inverse(X, self.components_)
-
-    def score(self, X, y=None):
-        """Minus the mean energy of ``X`` at its codes (higher is better), for model selection.
-
-        The energy is ``0.5*||x - z D||^2`` plus the penalty: ``alpha*||z||_1``, the group norms with
-        ``groups``, or the pooled values ``alpha * sum_i v_i(z)`` with ``topography``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        score : float
-        """
+    def _energies(self, X) -> np.ndarray:
+        """``0.5*||x - z D||^2`` plus the penalty: ``alpha*||z||_1``, the group norms with ``groups``,
+        or the pooled values ``alpha * sum_i v_i(z)`` with ``topography``."""
         X, code = self._checked_codes(X)
         residual = X - self._inverse(code, self.components_)
-        energy = 0.5 * (residual**2).sum(1) + self._penalty_value(code)
-        return -float(energy.mean())
+        return 0.5 * (residual**2).sum(1) + self._penalty_value(code)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -83,8 +83,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
     n_iter_ : int
         Supervised passes (all calls with ``warm_start``).
     learning_rate_ : float
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+{input_attributes}
 
     Examples
     --------
@@ -92,7 +91,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
     >>> from sklearn.preprocessing import normalize
     >>> from estimators import DrSAE
     >>> X, y = load_digits(return_X_y=True)
-    >>> clf = DrSAE(n_components=32, n_layers=3, pretrain_iter=1, max_iter=3, batch_size=32,
+    >>> clf = DrSAE(n_components=32, n_layers=3, pretrain_iter=1, max_iter=3, tol=0, batch_size=32,
     ...             random_state=0, device="cpu").fit(normalize(X[:300]), y[:300])
     >>> clf.transform(normalize(X[:2])).shape
     (2, 32)
@@ -208,8 +207,14 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
 
     @torch.no_grad()
     def _logits(self, X) -> tuple[np.dtype, torch.Tensor]:
+        """The float dtype of ``X`` and the classifier logits ``C z_T / ||z_T||`` of its codes."""
         Xt, dtype = self._input(X)
         return dtype, self._module.logits(self._module(Xt))
+
+    def _over_classes(self, X, normalise) -> np.ndarray:
+        """``normalise`` (softmax or log-softmax) of the logits of ``X`` across the classes."""
+        dtype, logits = self._logits(X)
+        return self._numpy(normalise(logits, dim=1), dtype)
 
     def decision_function(self, X):
         """Classifier logits ``C z_T / ||z_T||``.
@@ -217,10 +222,11 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The samples to score.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
             With two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``.
         """
         dtype, logits = self._logits(X)
@@ -229,23 +235,38 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         return self._numpy(logits, dtype)
 
     def predict_proba(self, X):
-        """Softmax of the logits.
+        """Softmax of the logits: the probability of each class of ``classes_``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes)
+        proba : ndarray of shape (n_samples, n_classes)
+            In the float dtype of ``X``; each row sums to one.
+
+        See Also
+        --------
+        predict_log_proba : Their logarithms, computed directly.
         """
-        dtype, logits = self._logits(X)
-        return self._numpy(torch.softmax(logits, dim=1), dtype)
+        return self._over_classes(X, torch.softmax)
 
     def predict_log_proba(self, X):
-        """Log-softmax of the logits, shape ``(n_samples, n_classes)``."""
-        dtype, logits = self._logits(X)
-        return self._numpy(torch.log_softmax(logits, dim=1), dtype)
+        """Log-softmax of the logits, computed directly (more accurate than ``log(predict_proba(X))``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples whose class log-probabilities are wanted.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return self._over_classes(X, torch.log_softmax)
 
     def predict(self, X):
         """The class of largest logit.
@@ -253,10 +274,16 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples to classify, scaled as the training samples were.
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+
+        See Also
+        --------
+        decision_function : The logits compared.
         """
         _, logits = self._logits(X)
         return self.classes_[self._numpy(logits.argmax(1))]

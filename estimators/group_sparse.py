@@ -64,7 +64,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
     >>> import numpy as np
     >>> from estimators import GroupSparseAutoencoder
     >>> X = np.random.RandomState(0).randn(100, 8)
-    >>> gsa = GroupSparseAutoencoder(topography=(3, 3), pool_size=3, alpha=0.3, max_iter=2,
+    >>> gsa = GroupSparseAutoencoder(topography=(3, 3), pool_size=3, alpha=0.3, max_iter=2, tol=0,
     ...                              transform_output="pooled", random_state=0, device="cpu")
     >>> gsa.fit_transform(X).shape
     (100, 9)

@@ -6,7 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context, clone
+from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -19,8 +19,9 @@ from sparsecode.objectives import lasso_energy
 from sparsecode.penalties import L1
 from sparsecode.solvers.encode import solve_lasso
 
+from ._base import EnergyScoreMixin, LinearDecoderMixin
 from ._training import TrainedEstimator, TrainedTransformer
-from ._validation import check_codes, check_dictionary, check_input
+from ._validation import check_dictionary, check_input
 
 __all__ = ["LISTA", "LCoD"]
 
@@ -63,15 +64,14 @@ _ATTRIBUTES_DOC = """\
     learning_rate_ : float
         The resolved learning rate.
     best_loss_ : float
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Only when ``X`` has string feature names."""
+{input_attributes}"""
 
 
-class _AmortizedEncoder(TrainedTransformer):
+class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer):
     """What LISTA and LCoD share: the dictionary, the targets, the training call, transform and score.
 
-    Subclasses set the defaults in ``__init__`` and build their module in :meth:`_make_module`.
+    Subclasses set the defaults in ``__init__``, pass the shared parameters to this ``__init__`` and
+    build their module in :meth:`_make_module`.
     """
 
     _shared_docs = {
@@ -91,6 +91,26 @@ class _AmortizedEncoder(TrainedTransformer):
         "positive_code": ["boolean"],
         **TrainedEstimator._parameter_constraints,
     }
+
+    def __init__(
+        self,
+        dictionary,
+        n_components,
+        alpha,
+        n_layers,
+        loss,
+        positive_code,
+        optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+        validation_fraction, warm_start, verbose, random_state, device,
+    ):
+        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
+                         validation_fraction, warm_start, verbose, random_state, device)
+        self.dictionary = dictionary
+        self.n_components = n_components
+        self.alpha = alpha
+        self.n_layers = n_layers
+        self.loss = loss
+        self.positive_code = positive_code
 
     def _make_module(self, D: torch.Tensor) -> torch.nn.Module:
         raise NotImplementedError
@@ -127,19 +147,8 @@ class _AmortizedEncoder(TrainedTransformer):
             max_iter=TARGET_MAX_ITER,
         ).code
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the dictionary if needed, then train the encoder on ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        self
-        """
+    def _fit(self, X) -> None:
+        """Learn the dictionary if needed, then train the encoder on ``X``."""
         X = check_input(self, X, reset=True)
         random_state = check_random_state(self.random_state)
         self._resolve_device()
@@ -163,7 +172,6 @@ class _AmortizedEncoder(TrainedTransformer):
             lr_decay=LR_DECAY,
         )
         self.components_ = D
-        return self
 
     def _encode(self, X) -> tuple[torch.Tensor, torch.Tensor]:
         """``(X, codes)`` as tensors in ``X``'s float dtype (the encoder runs in its own dtype)."""
@@ -176,36 +184,11 @@ class _AmortizedEncoder(TrainedTransformer):
     def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
         return self._module(Xt)
 
-    def inverse_transform(self, X):
-        """Reconstruction ``code @ components_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        code = check_codes(X, self.components_.shape[0], "n_components")
-        return code @ self.components_.astype(code.dtype, copy=False)
-
-    def score(self, X, y=None):
-        """Minus the mean lasso energy of the encoder's codes of ``X`` (higher is better).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        score : float
-        """
+    def _energies(self, X) -> torch.Tensor:
+        """The lasso energy of every sample of ``X`` at the encoder's codes."""
         Xt, Z = self._encode(X)
         Dt = self._tensor(self.components_, dtype=Xt.dtype)
-        return -float(lasso_energy(Xt, Z, Dt, self.alpha).mean())
+        return lasso_energy(Xt, Z, Dt, self.alpha)
 
 
 class LISTA(_AmortizedEncoder):
@@ -239,7 +222,7 @@ class LISTA(_AmortizedEncoder):
     >>> rng = np.random.RandomState(0)
     >>> D = rng.randn(8, 5); D /= np.linalg.norm(D, axis=1, keepdims=True)
     >>> X = rng.randn(200, 5)
-    >>> enc = LISTA(dictionary=D, alpha=0.1, n_layers=2, max_iter=5, random_state=0, device="cpu").fit(X)
+    >>> enc = LISTA(dictionary=D, alpha=0.1, n_layers=2, max_iter=5, tol=0, random_state=0, device="cpu").fit(X)
     >>> enc.transform(X).shape
     (200, 8)
     """
@@ -267,17 +250,12 @@ class LISTA(_AmortizedEncoder):
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
         device="auto",
     ):
-        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device)
-        self.dictionary = dictionary
-        self.n_components = n_components
-        self.alpha = alpha
-        self.n_layers = n_layers
-        self.loss = loss
+        super().__init__(dictionary, n_components, alpha, n_layers, loss, positive_code, optimizer, learning_rate,
+                         max_iter, batch_size, tol, n_iter_no_change, early_stopping, validation_fraction,
+                         warm_start, verbose, random_state, device)
         self.parametrization = parametrization
         self.tied = tied
         self.inhibition_fraction = inhibition_fraction
-        self.positive_code = positive_code
 
     def _make_module(self, D: torch.Tensor) -> LISTAModule:
         return LISTAModule(
@@ -311,14 +289,14 @@ class LCoD(_AmortizedEncoder):
 
     Examples
     --------
-    >>> import numpy as np
+    Without a dictionary, LCoD learns one first (:class:`estimators.DictionaryLearning`):
+
+    >>> from sklearn.datasets import load_digits
     >>> from estimators import LCoD
-    >>> rng = np.random.RandomState(0)
-    >>> D = rng.randn(8, 5); D /= np.linalg.norm(D, axis=1, keepdims=True)
-    >>> X = rng.randn(200, 5)
-    >>> enc = LCoD(dictionary=D, alpha=0.1, n_layers=4, max_iter=5, random_state=0, device="cpu").fit(X)
-    >>> enc.transform(X).shape
-    (200, 8)
+    >>> X = load_digits().data[:300] / 16
+    >>> enc = LCoD(n_components=16, alpha=0.5, n_layers=4, max_iter=3, tol=0, random_state=0, device="cpu")
+    >>> enc.fit(X).components_.shape, enc.transform(X[:2]).shape
+    ((16, 64), (2, 16))
     """
 
     def __init__(
@@ -334,14 +312,9 @@ class LCoD(_AmortizedEncoder):
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
         device="auto",
     ):
-        super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device)
-        self.dictionary = dictionary
-        self.n_components = n_components
-        self.alpha = alpha
-        self.n_layers = n_layers
-        self.loss = loss
-        self.positive_code = positive_code
+        super().__init__(dictionary, n_components, alpha, n_layers, loss, positive_code, optimizer, learning_rate,
+                         max_iter, batch_size, tol, n_iter_no_change, early_stopping, validation_fraction,
+                         warm_start, verbose, random_state, device)
 
     def _make_module(self, D: torch.Tensor) -> LCoDModule:
         return LCoDModule(D, self.alpha, self.n_layers, positive=self.positive_code)

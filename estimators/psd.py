@@ -6,22 +6,21 @@ from functools import partial
 from numbers import Integral, Real
 
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.dictionary import init_dictionary
 from sparsecode.models import ENCODERS, PSD
 from sparsecode.models.psd import psd_energy, psd_inference, psd_loss
 
+from ._base import EnergyScoreMixin, LinearDecoderMixin
 from ._training import TrainedEstimator, TrainedTransformer
-from ._validation import check_codes, check_input
+from ._validation import check_input
 
 __all__ = ["PredictiveSparseDecomposition"]
 
 
-class PredictiveSparseDecomposition(TrainedTransformer):
+class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer):
     __doc__ = """Predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008).
 
     Learns unit-norm atoms ``D`` (rows) and an encoder ``F`` that predicts the sparse codes, by
@@ -60,15 +59,14 @@ class PredictiveSparseDecomposition(TrainedTransformer):
     n_iter_ : int
         Passes over the data.
     learning_rate_ : float
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+{input_attributes}
 
     Examples
     --------
     >>> import numpy as np
     >>> from estimators import PredictiveSparseDecomposition
     >>> X = np.random.RandomState(0).randn(100, 8)
-    >>> psd = PredictiveSparseDecomposition(n_components=6, alpha=0.5, max_iter=3, random_state=0,
+    >>> psd = PredictiveSparseDecomposition(n_components=6, alpha=0.5, max_iter=3, tol=0, random_state=0,
     ...                                     device="cpu")
     >>> psd.fit_transform(X).shape
     (100, 6)
@@ -134,19 +132,8 @@ class PredictiveSparseDecomposition(TrainedTransformer):
             tol=self.inference_tol,
         )
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the atoms and the encoder from ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        self
-        """
+    def _fit(self, X) -> None:
+        """Learn the atoms and the encoder from ``X``."""
         first = not (self.warm_start and hasattr(self, "_module"))
         X = check_input(self, X, reset=first)
         random_state = check_random_state(self.random_state)
@@ -167,7 +154,6 @@ class PredictiveSparseDecomposition(TrainedTransformer):
             generator=self._generator(random_state),
         )
         self.components_ = self._numpy(self._module.dictionary)
-        return self
 
     # -- inference -------------------------------------------------------------------------
     @torch.no_grad()
@@ -197,16 +183,8 @@ class PredictiveSparseDecomposition(TrainedTransformer):
         P, inf = self._infer(Xt)
         return self._numpy(P, dtype), self._numpy(inf.code, dtype)
 
-    def inverse_transform(self, X):
-        """Reconstruction ``Z @ components_`` from codes of shape (n_samples, n_components)."""
-        check_is_fitted(self)
-        Z = check_codes(X, self.components_.shape[0], "n_components")
-        return Z @ self.components_.astype(Z.dtype, copy=False)
-
-    @torch.no_grad()
-    def score(self, X, y=None):
-        """Minus the mean energy of ``X`` at its inferred codes (higher is better)."""
+    def _energies(self, X) -> torch.Tensor:
+        """The energy of every sample of ``X`` at its inferred codes."""
         Xt, _ = self._input(X)
         P, inf = self._infer(Xt)
-        energy = psd_energy(Xt, inf.code, self._module.dictionary, P, inf.penalty, float(self.beta))
-        return -float(energy.mean())
+        return psd_energy(Xt, inf.code, self._module.dictionary, P, inf.penalty, float(self.beta))

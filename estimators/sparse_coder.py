@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator
 
 from ._sparse_coding import TRANSFORM_PARAMETER_CONSTRAINTS, SparseCodingMixin
 from ._validation import check_dictionary, check_input
@@ -55,8 +55,7 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
     Attributes
     ----------
     n_components_ : int
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+{input_attributes}
 
     Examples
     --------
@@ -87,21 +86,12 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
         pool_size=3,
         device="auto",
     ):
+        super().__init__(transform_algorithm, transform_n_nonzero_coefs, transform_alpha, split_sign, n_jobs,
+                         positive_code, transform_max_iter, transform_tol, groups, topography, pool_size, device)
         self.dictionary = dictionary
-        self.transform_algorithm = transform_algorithm
-        self.transform_n_nonzero_coefs = transform_n_nonzero_coefs
-        self.transform_alpha = transform_alpha
-        self.split_sign = split_sign
-        self.n_jobs = n_jobs
-        self.positive_code = positive_code
-        self.transform_max_iter = transform_max_iter
-        self.transform_tol = transform_tol
-        self.groups = groups
-        self.topography = topography
-        self.pool_size = pool_size
-        self.device = device
 
-    def _checked_dictionary(self, X=None) -> np.ndarray:
+    def _atoms(self, X=None) -> np.ndarray:
+        """The validated ``dictionary``; with ``X``, checked to have its number of features."""
         D = check_dictionary(self.dictionary)
         if X is not None and X.shape[1] != D.shape[1]:
             raise ValueError(
@@ -110,51 +100,10 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
             )
         return D
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Validate the parameters and ``X`` (nothing is learned).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        self
-        """
+    def _fit(self, X) -> None:
+        """Validate ``X`` against the dictionary (nothing is learned)."""
         X = check_input(self, X, reset=True)
-        self.n_components_ = self._checked_dictionary(X).shape[0]
-        return self
-
-    def transform(self, X, y=None):
-        """Encode ``X`` as sparse combinations of the atoms.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        code : ndarray of shape (n_samples, n_components) (twice that with ``split_sign``)
-        """
-        self._validate_params()
-        X = check_input(self, X, reset=False)
-        return self._encode(X, self._checked_dictionary(X))
-
-    def inverse_transform(self, X):
-        """Map codes back to data space: ``code @ dictionary``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-        """
-        return self._inverse(X, self._checked_dictionary())
+        self.n_components_ = self._atoms(X).shape[0]
 
     @property
     def _n_features_out(self):

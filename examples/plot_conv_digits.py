@@ -13,20 +13,13 @@ Run ``python examples/plot_conv_digits.py`` (``--quick`` or ``SPARSECODE_QUICK=1
 """
 
 # %%
-import argparse
 import copy
-import os
-import pathlib
 import time
-import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from _setup import example_setup, save_figure
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -34,13 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from estimators import ConvSparseAutoencoder
 
-parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[1])
-parser.add_argument("--quick", action="store_true", help="fewer passes, for a smoke run")
-parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-args = parser.parse_args()
-quick = args.quick or os.environ.get("SPARSECODE_QUICK") == "1"
-out_dir = pathlib.Path(__file__).parent / "output"
-out_dir.mkdir(exist_ok=True)
+quick, device, out_dir = example_setup(__doc__, device=True)
 
 # %%
 # Data: 1797 digits of 8x8 pixels in [0, 1], as 64-column rows.
@@ -65,15 +52,14 @@ conv = ConvSparseAutoencoder(
     batch_size=64,
     learning_rate=1e-2,
     inference_max_iter=30,
+    tol=0,  # a fixed number of passes
     random_state=0,
-    device=args.device,
+    device=device,
 )
 model = make_pipeline(conv, StandardScaler(), LogisticRegression(max_iter=3000))
 baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
 t = time.perf_counter()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", ConvergenceWarning)
-    model.fit(X_train, y_train)
+model.fit(X_train, y_train)
 t_fit = time.perf_counter() - t
 baseline.fit(X_train, y_train)
 features = model[0].transform(X_test)
@@ -115,6 +101,4 @@ fig.suptitle(
     f"test accuracy {acc_conv:.3f} (raw pixels {acc_raw:.3f})",
     fontsize=10,
 )
-path = out_dir / "conv_digits.png"
-fig.savefig(path, dpi=90)
-print(f"saved {path}")
+save_figure(fig, out_dir / "conv_digits.png", dpi=90)

@@ -37,33 +37,20 @@ run: 64 filters only, fewer crops and passes).
 """
 
 # %%
-import argparse
-import os
-import pathlib
 import time
-import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _setup import example_setup, save_figure
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_sample_images
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.image import extract_patches_2d
 
 from estimators import ConvSparseAutoencoder, DictionaryLearning
 
-parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[1])
-parser.add_argument("--quick", action="store_true", help="fewer crops and passes, for a smoke run")
-parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-args = parser.parse_args()
-quick = args.quick or os.environ.get("SPARSECODE_QUICK") == "1"
-out_dir = pathlib.Path(__file__).parent / "output"
-out_dir.mkdir(exist_ok=True)
+quick, device, out_dir = example_setup(__doc__, device=True)
 
 # %%
 # Data: china/flower in grey at half resolution (blurred before subsampling: plain ``[::2, ::2]``
@@ -128,12 +115,11 @@ def learn_filters(n_filters: int) -> dict[str, np.ndarray]:
         max_iter=conv_passes,
         batch_size=16,
         inference_max_iter=40,
+        tol=0,  # a fixed number of passes
         random_state=0,
-        device=args.device,
+        device=device,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        conv.fit(crops)
+    conv.fit(crops)
     print(
         f"  ConvSparseAutoencoder({n_filters}): {conv.n_iter_} passes in "
         f"{time.perf_counter() - t:.1f} s, energy {conv.loss_curve_[0]:.2f} -> "
@@ -151,11 +137,9 @@ def learn_filters(n_filters: int) -> dict[str, np.ndarray]:
         max_no_improvement=None,
         batch_size=256,
         random_state=0,
-        device=args.device,
+        device=device,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        dico.fit(patches)
+    dico.fit(patches)
     print(f"  DictionaryLearning({n_filters}): {dico.n_iter_} passes in {time.perf_counter() - t:.1f} s.")
     return {
         "convolutional (ConvPSD)": conv.components_[:, 0],
@@ -293,6 +277,4 @@ fig.suptitle(
     f"its closest relative is another filter moved by 1-{max_shift} px (|correlation| >= {strong})",
     fontsize=10,
 )
-path = out_dir / "conv_filters.png"
-fig.savefig(path, dpi=90)
-print(f"saved {path}")
+save_figure(fig, out_dir / "conv_filters.png", dpi=90)

@@ -39,29 +39,19 @@ Figures go to ``examples/output/``.
 """
 
 # %%
-import os
-import sys
-import warnings
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _setup import example_setup, save_figure
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import normalize
 
 from estimators import DrSAE
 
-QUICK = "--quick" in sys.argv or os.environ.get("SPARSECODE_QUICK") == "1"
-OUT = Path(__file__).resolve().parent / "output"
-OUT.mkdir(exist_ok=True)
+QUICK, _, OUT = example_setup(__doc__)
 torch.set_num_threads(1)
-warnings.simplefilter("ignore", ConvergenceWarning)
 
 X, y = load_digits(return_X_y=True)
 Xtr, Xte, ytr, yte = train_test_split(normalize(X), y, test_size=0.3, random_state=0, stratify=y)
@@ -102,8 +92,7 @@ for ax, values, label in ((axes[0], recurrent_norm, "||(S - I)_i||"), (axes[1], 
     ax.set_ylabel(label)
 fig.suptitle("Units of a trained DrSAE (paper fig. 3): part-units blue, categorical red")
 fig.tight_layout()
-fig.savefig(OUT / "drsae_unit_types.png", dpi=110)
-print(f"saved {OUT / 'drsae_unit_types.png'}")
+save_figure(fig, OUT / "drsae_unit_types.png", dpi=110)
 
 order = np.argsort(angle)
 side = int(np.ceil(np.sqrt(len(order))))
@@ -117,8 +106,7 @@ for ax, unit in zip(axes.ravel(), order):
     ax.set_title(f"{angle[unit]:.2f} {kind}", fontsize=6, color="C3" if categorical[unit] else "k")
 fig.suptitle("Decoder atoms sorted by encoder/decoder angle (rad): part-units first, categorical last")
 fig.tight_layout()
-fig.savefig(OUT / "drsae_units.png", dpi=110)
-print(f"saved {OUT / 'drsae_units.png'}")
+save_figure(fig, OUT / "drsae_units.png", dpi=110)
 
 # %%
 # Held-out accuracy against the number of unrolled steps T (mean over seeds)
@@ -139,5 +127,4 @@ ax.set_ylabel("held-out accuracy")
 ax.set_title(f"DrSAE on digits ({depth_params['n_components']} units, {depth_params['pretrain_iter']} + "
              f"{depth_params['max_iter']} passes, {len(seeds)} seeds)")
 fig.tight_layout()
-fig.savefig(OUT / "drsae_accuracy_vs_T.png", dpi=110)
-print(f"saved {OUT / 'drsae_accuracy_vs_T.png'}")
+save_figure(fig, OUT / "drsae_accuracy_vs_T.png", dpi=110)

@@ -12,31 +12,22 @@ Run ``python examples/plot_image_denoising.py`` (``--quick`` for a smaller, fast
 """
 
 # %%
-import argparse
-import pathlib
 import time
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from _setup import example_setup, save_figure
 from sklearn.datasets import load_sample_image
 from sklearn.feature_extraction.image import extract_patches_2d, reconstruct_from_patches_2d
 
 from estimators import DictionaryLearning
 
-parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[1])
-parser.add_argument("--quick", action="store_true", help="smaller image and dictionary, for a smoke run")
-parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-args = parser.parse_args()
-out_dir = pathlib.Path(__file__).parent / "output"
-out_dir.mkdir(exist_ok=True)
+quick, device, out_dir = example_setup(__doc__, device=True)
 
 # %%
 # Data: china.jpg in grey levels, downsampled, with Gaussian noise on its right half.
 image = load_sample_image("china.jpg").mean(axis=2) / 255.0
-step = 4 if args.quick else 2
+step = 4 if quick else 2
 image = image[::step, ::step].astype(np.float32)
 height, width = image.shape
 rng = np.random.RandomState(0)
@@ -45,7 +36,7 @@ noisy[:, width // 2:] += 0.075 * rng.randn(height, width - width // 2).astype(np
 print(f"Image {height}x{width}; noise std 0.075 on the right half")
 
 patch_size = (8, 8)
-n_atoms = 64 if args.quick else 256
+n_atoms = 64 if quick else 256
 clean_patches = extract_patches_2d(image[:, : width // 2], patch_size, max_patches=20000, random_state=0)
 data = clean_patches.reshape(len(clean_patches), -1)
 mean = data.mean(axis=1, keepdims=True)
@@ -57,8 +48,8 @@ print(f"Learning {n_atoms} atoms from {len(data)} clean 8x8 patches")
 # %%
 # Learn the dictionary: one line of progress per pass.
 t0 = time.perf_counter()
-dico = DictionaryLearning(n_components=n_atoms, alpha=1.0, max_iter=2 if args.quick else 5, batch_size=256,
-                          random_state=0, verbose=1, device=args.device)
+dico = DictionaryLearning(n_components=n_atoms, alpha=1.0, max_iter=2 if quick else 5, batch_size=256,
+                          random_state=0, verbose=1, device=device)
 dico.fit(data)
 print(f"Done in {time.perf_counter() - t0:.1f} s ({dico.n_steps_} minibatch steps)")
 
@@ -67,8 +58,7 @@ for atom, ax in zip(dico.components_, axes.ravel()):
     ax.imshow(atom.reshape(patch_size), cmap="gray", interpolation="nearest")
     ax.set_axis_off()
 fig.suptitle(f"{n_atoms} atoms learned from 8x8 patches")
-fig.savefig(out_dir / "dictionary_atoms.png", dpi=100)
-print(f"Saved {out_dir / 'dictionary_atoms.png'}")
+save_figure(fig, out_dir / "dictionary_atoms.png", dpi=100)
 
 # %%
 # Denoise the right half: code every overlapping patch, reconstruct, average.
@@ -100,5 +90,4 @@ for ax, img, title in zip(axes, [image, noisy, denoised], ["original", "noisy (r
     ax.set_title(title)
     ax.set_axis_off()
 fig.tight_layout()
-fig.savefig(out_dir / "denoising.png", dpi=100)
-print(f"Saved {out_dir / 'denoising.png'}")
+save_figure(fig, out_dir / "denoising.png", dpi=100)

@@ -14,21 +14,17 @@ each at ``learning_rate="auto"``, through the one training loop
 """
 
 # %%
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _setup import example_setup, save_figure
 from sklearn.datasets import load_digits
 
 from sparsecode.training import fit_module
 from sparsecode.training.optim import estimate_max_learning_rate, softmax_residuals
 
-OUT = Path(__file__).resolve().parent / "output"
-OUT.mkdir(exist_ok=True)
+_, _, OUT = example_setup(__doc__)
 
 # %%
 # A 2-input linear unit with correlated inputs
@@ -115,6 +111,4 @@ ax1.set(title='Digits logistic regression, learning_rate="auto"', xlabel="pass",
         ylabel="mean training loss", yscale="log")
 ax1.legend()
 fig.tight_layout()
-path = OUT / "plot_learning_rates.png"
-fig.savefig(path, dpi=100)
-print(f"saved {path}")
+save_figure(fig, OUT / "plot_learning_rates.png", dpi=100)

@@ -11,22 +11,18 @@ lasso codes, as a function of the multiply-adds spent per patch: ISTA and FISTA 
 Set ``SPARSECODE_QUICK=1`` (or pass ``--quick``) for a faster smoke run.
 """
 
-import os
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _setup import example_setup, save_figure
+
 from benchmarks.bench_lista import run  # noqa: E402
 
-QUICK = os.environ.get("SPARSECODE_QUICK") == "1" or "--quick" in sys.argv
-OUT = Path(__file__).resolve().parent / "output"
-OUT.mkdir(exist_ok=True)
+QUICK, _, OUT = example_setup(__doc__)
 
 # %%
 # Train the encoders and measure every curve (a subsample of patches keeps this near a minute).
@@ -70,11 +66,10 @@ ax.set_ylabel("relative code error")
 ax.set_title(f"10x10 patches, {m} atoms, alpha = 0.5")
 ax.legend()
 fig.tight_layout()
-fig.savefig(OUT / "plot_lista.png", dpi=100)
 for t, r in res["lista"].items():
     print(f"LISTA T={t}: error {r['error']:.4f}, worth {r['fista_worth']} FISTA iterations")
 for t, r in res["lcod"].items():
     print(
         f"LCoD T={t}: error {r['error']:.4f}, worth {r['cod_worth']} CoD steps ({r['ratio']:.1f}x)"
     )
-print(f"saved {OUT / 'plot_lista.png'}")
+save_figure(fig, OUT / "plot_lista.png", dpi=100)

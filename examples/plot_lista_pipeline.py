@@ -9,14 +9,9 @@ LISTA steps. The codes come from a fixed number of matrix products, so ``transfo
 Set ``SPARSECODE_QUICK=1`` (or pass ``--quick``) for a faster smoke run.
 """
 
-import os
-import sys
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from _setup import example_setup, save_figure
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -25,9 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from estimators import LISTA, DictionaryLearning
 
-QUICK = os.environ.get("SPARSECODE_QUICK") == "1" or "--quick" in sys.argv
-OUT = Path(__file__).resolve().parent / "output"
-OUT.mkdir(exist_ok=True)
+QUICK, _, OUT = example_setup(__doc__)
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
@@ -48,6 +41,7 @@ pipe = Pipeline(
                 dictionary=dictionary,
                 alpha=0.1,
                 max_iter=5 if QUICK else 30,
+                tol=0,  # a fixed number of passes
                 batch_size=64,
                 random_state=0,
                 device="cpu",
@@ -71,5 +65,4 @@ for atom, ax in zip(atoms, axes.ravel()):
 fig.suptitle(
     f"dictionary behind the LISTA codes (test accuracy {search.score(X_test, y_test):.3f})"
 )
-fig.savefig(OUT / "plot_lista_pipeline.png", dpi=100)
-print(f"saved {OUT / 'plot_lista_pipeline.png'}")
+save_figure(fig, OUT / "plot_lista_pipeline.png", dpi=100)

@@ -19,19 +19,12 @@ Set ``SPARSECODE_QUICK=1`` (or pass ``--quick``) for a fast smoke run.
 """
 
 # %%
-import os
-import sys
 import time
-import warnings
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from _setup import example_setup, save_figure
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -39,9 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from estimators import ContrastNormalization, PredictiveSparseDecomposition
 
-QUICK = "--quick" in sys.argv or os.environ.get("SPARSECODE_QUICK") == "1"
-OUT = Path(__file__).resolve().parent / "output"
-OUT.mkdir(exist_ok=True)
+QUICK, _, OUT = example_setup(__doc__)
 
 X, y = load_digits(return_X_y=True)
 X = X.astype(np.float32)
@@ -55,6 +46,7 @@ psd = PredictiveSparseDecomposition(
     beta=1.0,
     encoder="tanh",
     max_iter=3 if QUICK else 25,
+    tol=0,  # a fixed number of passes
     batch_size=32,
     learning_rate=5e-3,
     random_state=0,
@@ -71,9 +63,7 @@ pipelines = {
 }
 for name, pipe in pipelines.items():
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        pipe.fit(Xtr, ytr)
+    pipe.fit(Xtr, ytr)
     print(
         f"{name:>12}: test accuracy {pipe.score(Xte, yte):.3f} "
         f"(fit {time.perf_counter() - start:.1f} s)"
@@ -107,5 +97,4 @@ ax.set_xlabel("code unit")
 ax.set_title(f"one test digit (a {yte[0]})")
 ax.legend()
 fig.tight_layout()
-fig.savefig(OUT / "psd_pipeline.png", dpi=100)
-print(f"saved {OUT / 'psd_pipeline.png'}")
+save_figure(fig, OUT / "psd_pipeline.png", dpi=100)

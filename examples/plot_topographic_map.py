@@ -18,27 +18,18 @@ Set ``SPARSECODE_QUICK=1`` (or pass ``--quick``) for a fast smoke run.
 """
 
 # %%
-import os
-import sys
 import time
-import warnings
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from _setup import example_setup, save_figure
 from sklearn.datasets import load_sample_images
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.image import extract_patches_2d
 from sklearn.pipeline import make_pipeline
 
 from estimators import ContrastNormalization, GroupSparseAutoencoder, Whitening
 
-QUICK = "--quick" in sys.argv or os.environ.get("SPARSECODE_QUICK") == "1"
-OUT = Path(__file__).resolve().parent / "output"
-OUT.mkdir(exist_ok=True)
+QUICK, _, OUT = example_setup(__doc__)
 ROWS = COLS = 6
 PASSES = 1 if QUICK else 8
 N_PER_IMAGE = 300 if QUICK else 1500
@@ -85,14 +76,13 @@ model = GroupSparseAutoencoder(
     learning_rate=3e-3,
     inference_max_iter=20,
     warm_start=True,
+    tol=0,  # a fixed number of passes
     random_state=0,
     device="cpu",
 )
 start = time.perf_counter()
 for p in range(PASSES):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X)
+    model.fit(X)
     near, anywhere = similarity(model.components_)
     print(
         f"pass {p + 1}: energy {model.loss_curve_[-1]:.3f}, "
@@ -116,5 +106,4 @@ im = axes[1].imshow(pooled, cmap="viridis")
 axes[1].set_title("pooled features v_i of one patch")
 fig.colorbar(im, ax=axes[1], fraction=0.046)
 fig.tight_layout()
-fig.savefig(OUT / "topographic_map.png", dpi=100)
-print(f"saved {OUT / 'topographic_map.png'}")
+save_figure(fig, OUT / "topographic_map.png", dpi=100)

@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from estimators import ConvSparseAutoencoder, ConvSparseCoder
 from sparsecode import L1, border_weights, conv_fista, conv_lasso_energy, conv_lipschitz_constant, conv_reconstruct
+from tests.estimators.conftest import fit_quietly
 
 
 @pytest.fixture(scope="module")
@@ -134,21 +135,10 @@ def digits():
 @pytest.fixture(scope="module")
 def fitted(digits):
     X, _ = digits
-    ae = ConvSparseAutoencoder(
-        n_components=4,
-        kernel_size=3,
-        alpha=0.2,
-        image_shape=(8, 8),
-        max_iter=6,
-        batch_size=32,
-        learning_rate=1e-2,
-        inference_max_iter=30,
-        random_state=0,
-        device="cpu",
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return ae.fit(X)
+    ae = ConvSparseAutoencoder(n_components=4, kernel_size=3, alpha=0.2, image_shape=(8, 8), max_iter=6,
+                               batch_size=32, learning_rate=1e-2, inference_max_iter=30, random_state=0,
+                               device="cpu")
+    return fit_quietly(ae, X)
 
 
 def test_autoencoder_starts_from_unit_norm_image_patches(digits):
@@ -242,21 +232,12 @@ def test_autoencoder_inverse_transform_decodes_the_maps(fitted, digits):
 
 def test_autoencoder_layouts_dtypes_and_clipped_kernels(digits):
     X, _ = digits
-    params = dict(
-        n_components=2,
-        kernel_size=3,
-        max_iter=1,
-        batch_size=64,
-        inference_max_iter=5,
-        random_state=0,
-        device="cpu",
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        rows = ConvSparseAutoencoder(image_shape=(8, 8), **params).fit(X[:64])
-        cube = ConvSparseAutoencoder(**params).fit(X[:64].reshape(-1, 8, 8))
-        f32 = ConvSparseAutoencoder(image_shape=(8, 8), **params).fit(X[:64].astype(np.float32))
-        signal = ConvSparseAutoencoder(pooling="avg", pool_size=4, **params).fit(X[:64])
+    params = dict(n_components=2, kernel_size=3, max_iter=1, batch_size=64, inference_max_iter=5, random_state=0,
+                  device="cpu")
+    rows = fit_quietly(ConvSparseAutoencoder(image_shape=(8, 8), **params), X[:64])
+    cube = fit_quietly(ConvSparseAutoencoder(**params), X[:64].reshape(-1, 8, 8))
+    f32 = fit_quietly(ConvSparseAutoencoder(image_shape=(8, 8), **params), X[:64].astype(np.float32))
+    signal = fit_quietly(ConvSparseAutoencoder(pooling="avg", pool_size=4, **params), X[:64])
     np.testing.assert_allclose(rows.components_, cube.components_)
     np.testing.assert_allclose(rows.transform(X[:10]), cube.transform(X[:10].reshape(-1, 8, 8)))
     assert f32.transform(X[:5].astype(np.float32)).dtype == np.float32

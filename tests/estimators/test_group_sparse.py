@@ -16,6 +16,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from estimators import GroupSparseAutoencoder
+from tests.estimators.conftest import fit_quietly
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +30,12 @@ def data():
     return (Z @ D + 0.05 * rng.randn(600, 10)).astype(np.float32)
 
 
+_OPTIONS = dict(alpha=0.2, max_iter=4, batch_size=32, learning_rate=1e-2, inference_max_iter=50, random_state=0,
+                device="cpu")
+
+
 def _fit(X, **params):
-    options = dict(
-        alpha=0.2,
-        max_iter=4,
-        batch_size=32,
-        learning_rate=1e-2,
-        inference_max_iter=50,
-        random_state=0,
-        device="cpu",
-    )
-    options.update(params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return GroupSparseAutoencoder(**options).fit(X)
+    return fit_quietly(GroupSparseAutoencoder(**{**_OPTIONS, **params}), X)
 
 
 def test_disjoint_groups_pool_to_group_norms(data):
@@ -89,16 +82,8 @@ def test_topographic_energy_decreases_and_prediction_improves(data):
 
 
 def test_topographic_configuration_passes_sklearn_checks(data):
-    est = GroupSparseAutoencoder(
-        topography=(2, 3),
-        pool_size=2,
-        alpha=0.1,
-        max_iter=2,
-        batch_size=16,
-        inference_max_iter=20,
-        random_state=0,
-        device="cpu",
-    )
+    est = GroupSparseAutoencoder(topography=(2, 3), pool_size=2, alpha=0.1, max_iter=2, batch_size=16,
+                                 inference_max_iter=20, random_state=0, device="cpu")
     name = type(est).__name__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

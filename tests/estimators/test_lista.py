@@ -48,17 +48,8 @@ def problem():
 @pytest.mark.parametrize("Est, n_layers", [(LISTA, 1), (LCoD, 12)])
 def test_trained_encoder_beats_fista_10(problem, Est, n_layers):
     Xtr, Xte, D, Zte = problem
-    enc = Est(
-        dictionary=D,
-        alpha=ALPHA,
-        n_layers=n_layers,
-        max_iter=15,
-        batch_size=32,
-        learning_rate=3e-3,
-        random_state=0,
-        device="cpu",
-    )
-    enc.fit(Xtr)
+    enc = Est(dictionary=D, alpha=ALPHA, n_layers=n_layers, max_iter=15, batch_size=32, learning_rate=3e-3,
+              random_state=0, device="cpu").fit(Xtr)
     Xt, Dt = torch.from_numpy(Xte), torch.from_numpy(D)
     fista10 = fista(Xt, Dt, ALPHA, max_iter=10, tol=0, restart=False).code.numpy()
     assert _rel_error(enc.transform(Xte), Zte) < _rel_error(fista10, Zte)

@@ -1,19 +1,18 @@
 """PredictiveSparseDecomposition on image patches: energy, prediction error, API and persistence."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_sample_image
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.image import extract_patches_2d
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from estimators import ContrastNormalization, PredictiveSparseDecomposition
+from tests.estimators.conftest import fit_quietly
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +24,12 @@ def patches():
     return X[:2000], X[2000:]
 
 
+_OPTIONS = dict(n_components=24, alpha=0.3, max_iter=6, batch_size=50, learning_rate=1e-2, random_state=0,
+                device="cpu")
+
+
 def _fit(X, **params):
-    options = dict(
-        n_components=24,
-        alpha=0.3,
-        max_iter=6,
-        batch_size=50,
-        learning_rate=1e-2,
-        random_state=0,
-        device="cpu",
-    )
-    options.update(params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return PredictiveSparseDecomposition(**options).fit(X)
+    return fit_quietly(PredictiveSparseDecomposition(**{**_OPTIONS, **params}), X)
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +86,7 @@ def test_float64_is_kept(patches):
 
 def test_warm_start_continues_training(patches):
     model = _fit(patches[0][:500], max_iter=2, warm_start=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(patches[0][:500])
+    fit_quietly(model, patches[0][:500])
     assert model.n_iter_ == 4 and len(model.loss_curve_) == 4
 
 
@@ -118,12 +107,9 @@ def test_pipeline_in_grid_search():
         ),
         LogisticRegression(),
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search = GridSearchCV(
-            pipe, {"predictivesparsedecomposition__alpha": [0.1, 0.5]}, cv=2, n_jobs=2
-        )
-        search.fit(X, y)
+    search = fit_quietly(
+        GridSearchCV(pipe, {"predictivesparsedecomposition__alpha": [0.1, 0.5]}, cv=2, n_jobs=2), X, y
+    )
     assert search.best_score_ > 0.6
 
 
