@@ -36,10 +36,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def patches(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` centred, unit-norm 8x8 patches of scikit-learn's ``china.jpg``, float64, shape (n, 64)."""
+def patches(n: int, seed: int = 0, size: int = 8) -> np.ndarray:
+    """``n`` centred, unit-norm ``size x size`` patches of scikit-learn's ``china.jpg``, float64."""
     img = load_sample_image("china.jpg").mean(2) / 255.0
-    P = extract_patches_2d(img, (8, 8), max_patches=n, random_state=seed).reshape(n, -1)
+    P = extract_patches_2d(img, (size, size), max_patches=n, random_state=seed).reshape(n, -1)
     P -= P.mean(1, keepdims=True)
     P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
     return P
@@ -70,3 +70,32 @@ def report(rows: list[tuple[str, float, float]], ours: str = "sparsecode") -> No
     print(f"{'method':<34}{'time (s)':>10}{'ours/peer':>11}{'energy':>14}{'rel. to best':>14}")
     for name, t, e in rows:
         print(f"{name:<34}{t:>10.3f}{t_ours / t:>11.2f}{e:>14.8f}{(e - e_ref) / abs(e_ref):>14.2e}")
+
+
+def patches_scaled(X: np.ndarray, scaling: str, fit_on: np.ndarray) -> np.ndarray:
+    """Unit-norm patches ``X`` as ``"unit"`` (kept), ``"standard"`` (mean 0, std 1 per patch, norm about
+    ``sqrt(n_features)``) or ``"whitened"`` (ZCA with a whitening learned on ``fit_on``)."""
+    if scaling == "unit":
+        return X
+    if scaling == "standard":
+        return (X - X.mean(1, keepdims=True)) / (X.std(1, keepdims=True) + 1e-8)
+    mean = fit_on.mean(0)
+    vals, vecs = np.linalg.eigh(np.cov(fit_on - mean, rowvar=False))
+    W = vecs @ np.diag(1 / np.sqrt(vals + 1e-2 * vals.max())) @ vecs.T
+    return (X - mean) @ W
+
+
+def regime_dictionary(kind: str, m: int, size: int, seed: int = 1) -> np.ndarray:
+    """``m`` unit-norm atoms of ``size x size`` features: ``"learned"`` (other patches: coherent),
+    ``"gaussian"``, or ``"coherent"`` (atoms sharing one direction: mutual coherence above 0.95)."""
+    rng = np.random.RandomState(seed)
+    p = size * size
+    if kind == "learned":
+        D = patches(m, seed=seed + 100, size=size)
+    elif kind == "gaussian":
+        D = rng.randn(m, p)
+    else:
+        u = rng.randn(p)
+        E = rng.randn(m, p)
+        D = np.sqrt(0.97) * u / np.linalg.norm(u) + np.sqrt(0.03) * E / np.linalg.norm(E, axis=1, keepdims=True)
+    return D / np.linalg.norm(D, axis=1, keepdims=True)

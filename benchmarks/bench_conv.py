@@ -1,6 +1,23 @@
-"""Convolutional vs patch-based sparse coding of whole images, at equal reconstruction quality.
+"""Convolutional sparse coding of whole images: against SPORCO's ADMM, and against coding all patches.
 
-Run ``python benchmarks/bench_conv.py [--device cuda] [--size 64] [--n-images 4]``. Both methods use
+``python benchmarks/bench_conv.py [--versus sporco] [--threads 1] [--dtype float64] [--crop 0]``
+(the default): :func:`sparsecode.solvers.conv_admm` (circular boundary, its defaults) against SPORCO's
+``ConvBPDN`` (its defaults: adaptive ``rho``, over-relaxation 1.8) on the issue's problem: the
+two grey sample images of scikit-learn in [0, 1], high-pass filtered (minus their Tikhonov low-pass,
+``lambda = 5`` on the gradient, computed by FFT), 32 8x8 filters learned by
+:class:`estimators.DictionaryLearning` on patches of those images, ``lambda = --alpha`` (0.05). One
+function, :func:`objective` (numpy, float64), scores every iterate of both libraries against ``F*``,
+the lower of the best iterate and a float64 ADMM run to a relative duality gap of 1e-6 (which bounds
+``F - F*`` by about 1e-6 of ``F*``); a first, untimed pass records each solver's objective
+after every iteration (through its callback) and finds the iterations it needs to reach relative
+objective gaps ``(F - F*) / F*`` of 1e-2, 1e-3 and 1e-4; a second pass times runs of exactly that many
+iterations (best of ``--repeat``). Prints iterations, seconds, ``time(ours) / time(SPORCO)`` and
+non-zeros. SPORCO is a benchmark peer only (``pip install sporco``); without it its rows are skipped.
+
+``--versus patches``: the earlier comparison (issue 7) of convolutional coding and the lasso on all
+overlapping patches at equal PSNR:
+
+``python benchmarks/bench_conv.py --versus patches [--device cuda] [--size 64] [--n-images 4]``. Both methods use
 the same 16 unit-norm 8x8 atoms (the lowest-frequency 2-D DCT atoms) on grey, centred crops of
 scikit-learn's sample images:
 
@@ -27,12 +44,130 @@ import torch
 import torch.nn.functional as F
 from _common import parser, timed
 from sklearn.datasets import load_sample_images
+from sklearn.feature_extraction.image import extract_patches_2d
+from threadpoolctl import threadpool_limits
 
+from estimators import DictionaryLearning
 from sparsecode import conv_fista, conv_lipschitz_constant, conv_reconstruct
 from sparsecode.device import resolve_device
-from sparsecode.solvers import solve_lasso
+from sparsecode.solvers import conv_admm, solve_lasso
 
 PATCH = 8
+LEVELS = (1e-2, 1e-3, 1e-4)
+SPORCO_MISSING = "SPORCO is not installed (a benchmark peer only): `pip install sporco`; its rows are skipped."
+
+
+def highpass_images(crop: int = 0, lam: float = 5.0) -> np.ndarray:
+    """The two grey sample images in [0, 1] minus their Tikhonov low-pass, float64, shape (2, H, W).
+
+    The low-pass ``l`` minimises ``0.5*||l - s||^2 + 0.5*lam*||grad l||^2`` (circular differences),
+    i.e. ``l_hat = s_hat / (1 + lam*|g_hat|^2)``. ``crop > 0`` keeps the central ``crop x crop`` pixels.
+    """
+    S = np.stack([img.mean(2) / 255.0 for img in load_sample_images().images])
+    H, W = S.shape[1:]
+    fy, fx = np.fft.fftfreq(H)[:, None], np.fft.rfftfreq(W)[None, :]
+    grad2 = np.abs(1 - np.exp(-2j * np.pi * fy)) ** 2 + np.abs(1 - np.exp(-2j * np.pi * fx)) ** 2
+    low = np.fft.irfft2(np.fft.rfft2(S) / (1 + lam * grad2), s=(H, W))
+    S = S - low
+    if crop:
+        r, c = (H - crop) // 2, (W - crop) // 2
+        S = S[:, r : r + crop, c : c + crop]
+    return np.ascontiguousarray(S)
+
+
+def learned_filters(S: np.ndarray, n_filters: int = 32, alpha: float = 0.05) -> np.ndarray:
+    """``n_filters`` unit-norm 8x8 filters learned by online dictionary learning on 20,000 patches of ``S``."""
+    P = np.concatenate([extract_patches_2d(img, (PATCH, PATCH), max_patches=10000, random_state=0)
+                        for img in S]).reshape(-1, PATCH * PATCH)
+    dl = DictionaryLearning(n_filters, alpha=alpha, max_iter=2, random_state=0, device="cpu").fit(P)
+    D = dl.components_ / np.linalg.norm(dl.components_, axis=1, keepdims=True)
+    return D.reshape(n_filters, PATCH, PATCH)
+
+
+def objective(S: np.ndarray, Z: np.ndarray, D: np.ndarray, alpha: float) -> float:
+    """The circular convolutional lasso objective summed over images, in float64, by numpy alone.
+
+    ``S (n, H, W)``, ``Z (n, K, H, W)``, ``D (K, kh, kw)``: ``0.5*||sum_k D_k (*) z_k - s||^2 + alpha*||Z||_1``
+    with ``(*)`` the circular convolution on the ``H x W`` grid, kernels from the top-left corner.
+    """
+    S, Z, D = (np.asarray(a, dtype=np.float64) for a in (S, Z, D))
+    H, W = S.shape[1:]
+    rec = np.fft.irfft2((np.fft.rfft2(Z) * np.fft.rfft2(D, s=(H, W))).sum(1), s=(H, W))
+    return float(0.5 * ((rec - S) ** 2).sum() + alpha * np.abs(Z).sum())
+
+
+def sporco_solver(S: np.ndarray, D: np.ndarray, alpha: float, dtype):
+    """``run(n_iter, callback)``: SPORCO's ``ConvBPDN`` (defaults, ``FastSolve``) on ``S``; codes (n, K, H, W)."""
+    from sporco.admm import cbpdn
+
+    Ds, Ss = D.transpose(1, 2, 0).astype(dtype), S.transpose(1, 2, 0).astype(dtype)
+
+    def run(n_iter: int, callback=None) -> np.ndarray:
+        hook = None if callback is None else (lambda b: callback(b.Y[:, :, 0].transpose(2, 3, 0, 1)))
+        opt = cbpdn.ConvBPDN.Options({"Verbose": False, "MaxMainIter": n_iter, "RelStopTol": 0.0,
+                                      "FastSolve": callback is None, "DataType": dtype, "Callback": hook})
+        Y = cbpdn.ConvBPDN(Ds, Ss, alpha, opt, dimK=1).solve()
+        return Y[:, :, 0].transpose(2, 3, 0, 1)
+
+    return run
+
+
+def sparsecode_solver(S: np.ndarray, D: np.ndarray, alpha: float, dtype):
+    """``run(n_iter, callback)``: :func:`conv_admm` (circular boundary, its defaults) on ``S``."""
+    X, Dt = torch.as_tensor(S, dtype=dtype), torch.as_tensor(D, dtype=dtype)
+
+    def run(n_iter: int, callback=None) -> np.ndarray:
+        hook = None if callback is None else (lambda it, Z: callback(Z.numpy()))
+        return conv_admm(X, Dt, alpha, boundary="circular", max_iter=n_iter, tol=0.0, callback=hook,
+                         chunk_size=len(X)).code.numpy()
+
+    return run
+
+
+def versus_sporco(args) -> None:
+    """The table of iterations and times to relative objective gaps (see the module doc)."""
+    try:
+        import sporco.fft
+    except ImportError:
+        sporco = None
+        print(SPORCO_MISSING)
+    dtype_np = np.float32 if args.dtype == "float32" else np.float64
+    dtype_t = torch.float32 if args.dtype == "float32" else torch.float64
+    if sporco is not None:
+        sporco.fft.pyfftw_threads = args.threads
+    S = highpass_images(args.crop)
+    D = learned_filters(S)
+    alpha = args.alpha
+    print(f"{len(S)} images of {S.shape[1]}x{S.shape[2]}, {len(D)} filters 8x8, lambda={alpha}, {args.dtype}, "
+          f"{args.threads} thread(s).")
+    ref = conv_admm(torch.as_tensor(S), torch.as_tensor(D), alpha, boundary="circular", tol=1e-6, max_iter=2000)
+    best = objective(S, ref.code.numpy(), D, alpha)
+    solvers = {"sparsecode conv_admm": sparsecode_solver(S, D, alpha, dtype_t)}
+    if sporco is not None:
+        solvers["SPORCO ConvBPDN"] = sporco_solver(S, D, alpha, dtype_np)
+    traces = {}
+    for name, run in solvers.items():
+        run(2)  # warm-up
+        trace = []
+        run(args.max_iter, lambda Z, trace=trace: trace.append(objective(S, Z, D, alpha)))
+        traces[name] = np.array(trace)
+    best = min(best, *(t.min() for t in traces.values()))
+    print(f"reference objective F* = {best:.10g} (conv_admm to a duality gap of 1e-6 ({ref.n_iter} iterations), "
+          "or the best iterate)")
+    print(f"{'solver':<24}{'gap':>8}{'iter':>6}{'seconds':>9}{'ours/SPORCO':>13}{'nnz':>10}")
+    for level in LEVELS:
+        rows = {}
+        for name, run in solvers.items():
+            reached = np.flatnonzero((traces[name] - best) / best <= level)
+            if not len(reached):
+                print(f"{name:<24}{level:>8.0e}  not reached in {args.max_iter} iterations")
+                continue
+            n_iter = int(reached[0]) + 1
+            seconds, Z = min((timed(lambda: run(n_iter)) for _ in range(args.repeat)), key=lambda r: r[0])
+            rows[name] = (n_iter, seconds, int((Z != 0).sum()))
+        peer = rows.get("SPORCO ConvBPDN", (0, float("nan"), 0))[1]
+        for name, (n_iter, seconds, nnz) in rows.items():
+            print(f"{name:<24}{level:>8.0e}{n_iter:>6}{seconds:>9.2f}{seconds / peer:>13.2f}{nnz:>10}")
 
 
 def dct_atoms(n_atoms: int, size: int = PATCH) -> np.ndarray:
@@ -75,14 +210,8 @@ def patch_coding(X: torch.Tensor, D: torch.Tensor, alpha: float, tol: float):
     return res.code, (F.fold(rec, (H, W), PATCH) / count)[:, 0]
 
 
-def main():
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=64, help="crop size in pixels (default 64)")
-    p.add_argument("--n-images", type=int, default=4)
-    p.add_argument("--tol", type=float, default=1e-3, help="relative duality gap of both solvers")
-    p.set_defaults(n_components=16, alpha=0.1)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+def versus_patches(args) -> None:
+    """Convolutional coding against the lasso on all patches, at equal PSNR (see the module doc)."""
     device = resolve_device(args.device)
     X = torch.as_tensor(crops(args.n_images, args.size), dtype=torch.float32, device=device)
     atoms = torch.as_tensor(dct_atoms(args.n_components), dtype=torch.float32, device=device)
@@ -131,6 +260,28 @@ def main():
     for name, t, n_iter, nnz, quality, a in rows:
         print(f"{name:<42}{1e3 * t / n:>10.1f}{rows[0][1] / t:>11.2f}"
               f"{'' if n_iter is None else n_iter:>6}{nnz:>11.3f}{quality:>9.2f}{a:>8.3f}")
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--versus", choices=("sporco", "patches"), default="sporco")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="(sporco)")
+    p.add_argument("--crop", type=int, default=0, help="(sporco) central crop size; 0: whole images")
+    p.add_argument("--max-iter", type=int, default=200, help="(sporco) iterations of the traced pass")
+    p.add_argument("--repeat", type=int, default=1, help="(sporco) timed runs per level, best kept")
+    p.add_argument("--size", type=int, default=64, help="(patches) crop size in pixels (default 64)")
+    p.add_argument("--n-images", type=int, default=4, help="(patches)")
+    p.add_argument("--tol", type=float, default=1e-3, help="(patches) relative duality gap of both solvers")
+    p.set_defaults(n_components=16, alpha=None, threads=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.versus == "sporco":
+        args.alpha = 0.05 if args.alpha is None else args.alpha
+        with threadpool_limits(args.threads):
+            versus_sporco(args)
+    else:
+        args.alpha = 0.1 if args.alpha is None else args.alpha
+        versus_patches(args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from sparsecode import __version__ as __version__  # one version for both packag
 
 from .conv import ConvSparseCoder
 from .conv_autoencoder import ConvSparseAutoencoder
+from .conv_dictionary import ConvDictionaryLearning
 from .dict_learning import DictionaryLearning
 from .drsae import DrSAE
 from .group_sparse import GroupSparseAutoencoder
@@ -21,6 +22,7 @@ __all__ = [
     "ContrastNormalization",
     "ConvSparseCoder",
     "ConvSparseAutoencoder",
+    "ConvDictionaryLearning",
     "DrSAE",
     "LISTA",
     "LCoD",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ __all__ = [
     "LinearDecoderMixin",
     "DeviceWarning",
     "DEVICE_CONSTRAINT",
+    "unchanged_on_failure",
 ]
 
 DEVICE_CONSTRAINT = [str, torch.device, None]
@@ -50,8 +53,30 @@ class FloatTransformerMixin(TransformerMixin):
         return tags
 
 
+@contextmanager
+def unchanged_on_failure(estimator):
+    """Leave ``estimator`` exactly as it was when the block raises (any exception, Ctrl-C included).
+
+    Every attribute that is not a parameter (fitted attributes, torch modules, optimizer state) is
+    deep-copied on entry; on failure the attributes are restored and those the block added removed,
+    then the exception propagates. A fit (or ``partial_fit``) wrapped in it fails atomically.
+    """
+    params = set(estimator.get_params(deep=False))
+    saved = copy.deepcopy({k: v for k, v in vars(estimator).items() if k not in params})
+    try:
+        yield
+    except BaseException:
+        for key in [k for k in vars(estimator) if k not in params]:
+            delattr(estimator, key)
+        vars(estimator).update(saved)
+        raise
+
+
 class FitMixin:
-    """``fit`` written once for the unsupervised estimators: the parameters validated, then :meth:`_fit`."""
+    """``fit`` written once for the unsupervised estimators: the parameters validated, then :meth:`_fit`.
+
+    A fit that raises leaves the estimator as it was before the call (:func:`unchanged_on_failure`).
+    """
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -70,7 +95,8 @@ class FitMixin:
         self : object
             The fitted estimator.
         """
-        self._fit(X)
+        with unchanged_on_failure(self):
+            self._fit(X)
         return self
 
     def _fit(self, X) -> None:
@@ -151,7 +177,7 @@ class TorchEstimatorMixin:
         "input_attributes": """\
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen during ``fit``; only when ``X`` has string feature names.""",
     }
 

@@ -156,7 +156,7 @@ class ConvImagesMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin):
             Channel-last rows of the image shape seen by ``fit`` (``(H, W)`` images flattened for one
             channel), whatever the layout ``fit`` saw.
         """
-        check_is_fitted(self)
+        check_is_fitted(self, "image_shape_")  # a stateless coder learns its image shape in fit
         if self.pooling is not None:
             raise ValueError(
                 f"inverse_transform needs the feature maps themselves: features pooled with "

@@ -8,13 +8,12 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin
-from sklearn.decomposition import sparse_encode as sklearn_sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.penalties import L1, make_penalty
-from sparsecode.solvers.encode import SOLVERS, solve_lasso
+from sparsecode.solvers.encode import ALIASES, GREEDY, SOLVERS, solve_lasso
 from sparsecode.topography import Pools
 
 from ._base import DEVICE_CONSTRAINT, FitMixin, FloatTransformerMixin, LinearDecoderMixin, TorchEstimatorMixin
@@ -23,7 +22,7 @@ from ._validation import check_codes, check_input
 __all__ = ["SparseCodingMixin", "TORCH_ALGORITHMS", "SKLEARN_ALGORITHMS", "group_index"]
 
 TORCH_ALGORITHMS = ["auto", *SOLVERS]
-SKLEARN_ALGORITHMS = ["lasso_lars", "lasso_cd", "lars", "omp", "threshold"]
+SKLEARN_ALGORITHMS = [*ALIASES, *GREEDY]
 
 TRANSFORM_PARAMETER_CONSTRAINTS = {
     "transform_algorithm": [StrOptions(set(TORCH_ALGORITHMS + SKLEARN_ALGORITHMS))],
@@ -52,10 +51,15 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
     if isinstance(groups, Integral):
         return torch.arange(n_components) // int(groups)
     if len(groups) and not np.isscalar(groups[0]):
+        members = [np.asarray(m).ravel() for m in groups]
+        flat = np.concatenate(members) if members else np.zeros(0)
+        if flat.dtype.kind not in "iu" or flat.size and not 0 <= flat.min() <= flat.max() < n_components:
+            raise ValueError(f"groups given as index lists must hold integer unit indices in [0, {n_components}); "
+                             f"got {sorted(set(flat.tolist()) - set(range(n_components)))[:5]}.")
         labels = np.full(n_components, -1)
-        for g, members in enumerate(groups):
-            labels[np.asarray(members, dtype=int)] = g
-        if (labels < 0).any():
+        for g, m in enumerate(members):
+            labels[m] = g
+        if (labels < 0).any() or flat.size != n_components:
             raise ValueError("groups given as index lists must cover every component exactly once.")
         return torch.as_tensor(labels, dtype=torch.long)
     labels = np.asarray(groups)
@@ -68,7 +72,7 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
 class SparseCodingMixin(
     FitMixin, LinearDecoderMixin, ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TorchEstimatorMixin
 ):
-    """Coding against a dictionary with the torch solvers or, for scikit-learn's names, scikit-learn.
+    """Coding against a dictionary with the engine's solvers (scikit-learn's algorithm names included).
 
     Holds the transform parameters (set by ``__init__``, as scikit-learn's ``_BaseSparseCoding``) and
     ``transform`` / ``inverse_transform``; a subclass gives the dictionary in :meth:`_atoms`. A stateless
@@ -133,33 +137,42 @@ class SparseCodingMixin(
         """Codes of validated ``X``; ``dictionary`` is a numpy array or a tensor on the device."""
         algorithm = self.transform_algorithm
         alpha = self._transform_alpha()
-        if algorithm in SKLEARN_ALGORITHMS:
-            if self.groups is not None or self.topography is not None:
-                raise ValueError(f"groups and topography need transform_algorithm='auto' or 'fista', "
-                                 f"not {algorithm!r}.")
-            D = dictionary if isinstance(dictionary, np.ndarray) else self._numpy(dictionary)
-            code = sklearn_sparse_encode(
-                X, D.astype(X.dtype, copy=False), algorithm=algorithm, alpha=alpha,
-                n_nonzero_coefs=self._n_nonzero_coefs(D.shape), max_iter=self.transform_max_iter,
-                n_jobs=self.n_jobs, positive=self.positive_code,
-            )
+        Xt = self._tensor(X)
+        Dt = self._tensor(dictionary, dtype=Xt.dtype)
+        m = Dt.shape[0]
+        penalty = make_penalty(positive=self.positive_code, groups=group_index(self.groups, m),
+                               pools=self._pools(m))
+        if not isinstance(penalty, L1) and algorithm not in ("auto", "fista", "ista"):
+            raise ValueError(f"transform_algorithm={algorithm!r} does not support groups or topography; use "
+                             "'auto', 'fista' or 'ista'.")
+        if algorithm in GREEDY:
+            res = solve_lasso(Xt, Dt, alpha, penalty=penalty, algorithm=algorithm,
+                              n_nonzero_coefs=self._n_nonzero_coefs(Dt.shape))
         else:
-            Xt = self._tensor(X)
-            Dt = self._tensor(dictionary, dtype=Xt.dtype)
-            m = Dt.shape[0]
-            penalty = make_penalty(positive=self.positive_code, groups=group_index(self.groups, m),
-                                   pools=self._pools(m))
-            if not isinstance(penalty, L1) and algorithm in ("cd", "homotopy"):
-                raise ValueError(f"transform_algorithm={algorithm!r} does not support groups or topography; "
-                                 "use 'auto' or 'fista'.")
             z0 = None if init is None else self._tensor(init, dtype=Xt.dtype)
             res = solve_lasso(Xt, Dt, alpha, penalty=penalty, algorithm=algorithm, z0=z0,
                               max_iter=self.transform_max_iter, tol=self.transform_tol)
             self._warn_not_converged(res)
-            code = self._numpy(res.code, X.dtype)
+            self._warn_all_zero(res.code, Xt, Dt, alpha)
+        code = self._numpy(res.code, X.dtype)
         if self.split_sign:
             code = np.hstack([np.maximum(code, 0), -np.minimum(code, 0)])
         return code
+
+    def _warn_all_zero(self, code: torch.Tensor, X: torch.Tensor, D: torch.Tensor, alpha: float) -> None:
+        """Say so when every code is zero on non-zero data, naming the largest useful alpha."""
+        if alpha <= 0 or bool(code.any()) or not bool(X.any()):
+            return
+        C = X @ D.T
+        alpha_max = float((C.amax() if self.positive_code else C.abs().amax()).clamp(min=0))
+        warnings.warn(
+            f"Every code is zero: alpha={alpha:g} is at least the largest correlation between the data and "
+            f"an atom, max |X D^T| = {alpha_max:.4g}, above which the lasso's solution is zero. Choose "
+            f"alpha below {alpha_max:.4g} (a fraction of it, such as 0.1 * {alpha_max:.4g}), or rescale the "
+            "data.",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _penalty_value(self, code: np.ndarray) -> np.ndarray:
         """Per-sample penalty of (possibly split-sign) codes, for ``score``."""
@@ -170,11 +183,13 @@ class SparseCodingMixin(
         penalty = make_penalty(groups=group_index(self.groups, m), pools=self._pools(m))
         return penalty.value(Z, self._transform_alpha()).numpy()
 
-    def _n_nonzero_coefs(self, shape) -> int | None:
-        if self.transform_algorithm not in ("omp", "lars"):
-            return None
+    def _n_nonzero_coefs(self, shape) -> int:
+        """Atoms per code for ``"omp"`` and ``"lars"``: as given, or ``n_features // 10`` clipped to
+        ``[1, n_components]`` as scikit-learn does."""
         n_components, n_features = shape
-        k = self.transform_n_nonzero_coefs or max(n_features // 10, 1)
+        if self.transform_n_nonzero_coefs is None:
+            return min(max(n_features // 10, 1), n_components)
+        k = self.transform_n_nonzero_coefs
         if k > n_components:
             raise ValueError(
                 f"transform_n_nonzero_coefs={k} exceeds the {n_components} atoms of the dictionary; "

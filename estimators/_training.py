@@ -22,13 +22,39 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecode.training import DivergenceError, TrainResult, fit_module
+from sparsecode.training import STRATEGIES, Distributed, TrainResult, fit_module
 from sparsecode.training.optim import OPTIMIZERS
 
 from ._base import DEVICE_CONSTRAINT, FitMixin, FloatTransformerMixin, TorchEstimatorMixin
 from ._validation import check_input
 
-__all__ = ["TrainedEstimator", "TrainedTransformer", "training_parameters_doc"]
+__all__ = ["TrainedEstimator", "TrainedTransformer", "training_parameters_doc", "data_scale", "ALPHA_FRACTION"]
+
+ALPHA_FRACTION = 0.1
+"""``alpha=None`` resolves to this fraction of :func:`data_scale` (``alpha_``)."""
+
+
+def data_scale(X: np.ndarray, atom_size: int | None = None) -> float:
+    """The root-mean-square norm of the pieces of ``X`` an atom sees: ``sqrt(mean(X**2) * atom_size)``.
+
+    It bounds the typical correlation of a sample with a unit-norm atom, so a penalty or an input
+    scaling relative to it makes a model's defaults independent of the data's scale.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, ...)
+        Training data.
+    atom_size : int, optional
+        Values per atom (a patch for convolutional models); all of a sample's values when None.
+
+    Returns
+    -------
+    float
+        Positive (1 for all-zero data).
+    """
+    atom_size = int(np.prod(X.shape[1:])) if atom_size is None else int(atom_size)
+    scale = float(np.sqrt(np.mean(np.square(X, dtype=np.float64)) * atom_size))
+    return scale if scale > 0 else 1.0
 
 # name -> (type, description); the default comes from each estimator's own signature
 _TRAINING_PARAMETERS_DOC = {
@@ -78,6 +104,15 @@ _TRAINING_PARAMETERS_DOC = {
         """\
         Where the computation runs. ``"auto"`` (or None) uses CUDA when available. Arrays go in and
         come out as numpy on the CPU whatever the device.""",
+    ),
+    "distributed": (
+        '{"allreduce", "easgd", "eamsgd"}, sparsecode.training.Distributed or None',
+        """\
+        Train on several processes of a ``torch.distributed`` process group (started by ``torchrun``),
+        each rank calling ``fit`` on its own shard (shards may differ in size): "allreduce" averages
+        the gradients at every step, "easgd" and "eamsgd" are elastic averaging SGD (with local
+        Nesterov momentum); every rank ends with the same model
+        (:mod:`sparsecode.training.distributed`). None: this process alone.""",
     ),
 }
 
@@ -144,16 +179,27 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
         "verbose": ["verbose"],
         "random_state": ["random_state"],
         "device": DEVICE_CONSTRAINT,
+        "distributed": [StrOptions(set(STRATEGIES)), Distributed, None],
     }
 
     _training_notes: dict[str, str] = {}
+
+    _shared_docs = {
+        "scaled_attributes": """\
+    alpha_ : float
+        The penalty used: ``alpha``, or its default relative to ``input_scale_``.
+    input_scale_ : float
+        The scale the model divides its input by (the data's root-mean-square norm per atom).
+    interrupted_ : bool
+        Whether Ctrl-C stopped the last fit (it kept the last sane state).""",
+    }
 
     @classmethod
     def _doc_sections(cls) -> dict[str, str]:
         return {**super()._doc_sections(), "training": training_parameters_doc(cls.__init__, cls._training_notes)}
 
     def __init__(self, optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                 validation_fraction, warm_start, verbose, random_state, device):
+                 validation_fraction, warm_start, verbose, random_state, device, distributed=None):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.max_iter = max_iter
@@ -166,6 +212,15 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
         self.verbose = verbose
         self.random_state = random_state
         self.device = device
+        self.distributed = distributed
+
+    def _resolve_alpha(self, scale: float) -> float:
+        """Set and return ``alpha_``: ``self.alpha``, or ``ALPHA_FRACTION * scale`` when it is None.
+
+        ``scale`` is the data's (:func:`data_scale`), so the default penalty follows the data's scale.
+        """
+        self.alpha_ = ALPHA_FRACTION * scale if self.alpha is None else float(self.alpha)
+        return self.alpha_
 
     def _train(
         self,
@@ -206,40 +261,47 @@ generator, max_steps
         Raises
         ------
         DivergenceError
-            From the loop; the module keeps its last finite parameters and the stored state is
-            dropped so that a new fit starts afresh.
+            From the loop (the fits restore the estimator as it was before the call).
+
+        Notes
+        -----
+        A continued fit whose ``optimizer`` or ``learning_rate`` changed since the state was built
+        (``set_params``) builds a new optimizer with them; curves and counters go on. ``interrupted_``
+        records whether Ctrl-C stopped this call.
         """
         continue_ = not reset or self.warm_start
         state = getattr(self, "_train_state", None) if continue_ else None
+        settings = (self.optimizer, self.learning_rate)
+        changed = getattr(self, "_train_settings", settings) != settings
+        if state is not None and state.optimizer is not None and changed:
+            state.optimizer = None  # set_params changed them: rebuild the optimizer with the new ones
         max_iter = self.max_iter if max_iter is None else max_iter
-        try:
-            result = fit_module(
-                module,
-                loss_fn,
-                data,
-                optimizer=self.optimizer,
-                learning_rate=self.learning_rate,
-                max_iter=max_iter,
-                batch_size=self.batch_size,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                early_stopping=self.early_stopping,
-                validation_fraction=self.validation_fraction,
-                projection=projection,
-                param_groups=param_groups,
-                optimizer_params=optimizer_params,
-                residual_fn=residual_fn,
-                generator=generator,
-                verbose=int(self.verbose),
-                state=state,
-                max_steps=max_steps,
-                lr_decay=lr_decay,
-            )
-        except DivergenceError:
-            self._train_state = None
-            raise
+        result = fit_module(
+            module,
+            loss_fn,
+            data,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            max_iter=max_iter,
+            batch_size=self.batch_size,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            projection=projection,
+            param_groups=param_groups,
+            optimizer_params=optimizer_params,
+            residual_fn=residual_fn,
+            generator=generator,
+            verbose=int(self.verbose),
+            state=state,
+            max_steps=max_steps,
+            lr_decay=lr_decay,
+            distributed=self.distributed,
+        )
         state = result.state
-        self._train_state = state
+        self._train_state, self._train_settings = state, settings
+        self.interrupted_ = result.interrupted
         self.loss_curve_ = list(state.loss_curve)
         self.n_iter_ = state.epoch
         self.learning_rate_ = result.learning_rate

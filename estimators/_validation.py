@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
-__all__ = ["check_input", "check_dictionary", "check_codes"]
+__all__ = ["check_input", "check_dictionary", "check_codes", "check_range"]
 
 _COMPLEX_ADVICE = (
     "Complex data not supported: {name} has a complex dtype. Pass real values, for example "
@@ -17,14 +17,52 @@ def check_input(estimator, X, y=None, *, reset: bool, **kwargs):
     """Validate ``X`` (and ``y``) for ``estimator``: a finite 2-D float array, float32 or float64.
 
     Wraps :func:`sklearn.utils.validation.validate_data` so that every estimator gives the same clear
-    errors for NaN/inf, 1-D, empty, strings and complex input, and records ``n_features_in_`` on
-    ``reset``. Returns what ``validate_data`` returns.
+    errors for NaN/inf, 1-D, empty, strings and complex input, and for values whose squares leave the
+    range of their dtype (:func:`check_range`); records ``n_features_in_`` on ``reset``. Returns what
+    ``validate_data`` returns.
     """
     options = dict(dtype=[np.float64, np.float32], ensure_all_finite=True, ensure_min_samples=1)
     options.update(kwargs)
     args = (X,) if y is None else (X, y)
     with _clear_complex_error("X"):
-        return validate_data(estimator, *args, reset=reset, **options)
+        out = validate_data(estimator, *args, reset=reset, **options)
+    check_range(out if y is None else out[0])
+    return out
+
+
+def check_range(X, name: str = "X") -> None:
+    """Refuse float values whose sum of squares overflows, or whose squares underflow, their dtype.
+
+    Every energy, gradient and Gram matrix of the library sums such squares; beyond the range no
+    estimator can compute them (float32 silently gives zeros, inf or NaN).
+
+    Parameters
+    ----------
+    X : ndarray
+        Validated floating data.
+    name : str, default="X"
+        Named in the error.
+
+    Raises
+    ------
+    ValueError
+        Naming the largest magnitude, the dtype's range and the remedy: float64 (for float32 data) or
+        rescaling.
+    """
+    if not (isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.size):
+        return
+    info = np.finfo(X.dtype)
+    peak = float(np.max(np.abs(X)))
+    too_large = peak > np.sqrt(float(info.max) / X.size)
+    if not (too_large or 0 < peak < np.sqrt(float(info.tiny))):
+        return
+    remedy = "pass it as float64 or rescale it" if X.dtype == np.float32 else "rescale it"
+    what = "overflow" if too_large else "underflow"
+    raise ValueError(
+        f"{name} reaches at most {peak:.3g} in {X.dtype}: its squares (summed) {what} that dtype (range "
+        f"{float(info.tiny):.3g} to {float(info.max):.3g}), so nothing can be computed on it; {remedy} "
+        f"(e.g. sklearn.preprocessing.StandardScaler)."
+    )
 
 
 def check_dictionary(dictionary, name: str = "dictionary", dtype=None) -> np.ndarray:

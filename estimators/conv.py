@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from sparsecode import L1, border_weights, conv_fista, conv_ista
+from sparsecode import L1, border_weights, solve_conv_lasso
 
 from ._base import FitMixin, TorchEstimatorMixin
 from ._conv_images import ConvImagesMixin
@@ -26,8 +26,8 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
 
     The convolutional analogue of :class:`estimators.SparseCoder`: for every image ``x``,
     ``argmin_z 0.5*||x - sum_k D_k * z_k||^2 + alpha*||z||_1`` with "valid" feature maps ``z_k``
-    (``H-kh+1`` by ``W-kw+1``), solved by FISTA (:func:`sparsecode.solvers.conv.conv_fista`) batched
-    over images.
+    (``H-kh+1`` by ``W-kw+1``), solved batched over images by Fourier-domain ADMM
+    (:func:`sparsecode.solvers.conv_admm`) or FISTA (:func:`sparsecode.solvers.conv.conv_fista`).
 
     Parameters
     ----------
@@ -36,7 +36,9 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
     image_shape : tuple (H, W) or (H, W, C), default=None
         Shape behind 2-D rows (channel-last, C order); None reads a row as a one-row image of
         ``n_features / C`` pixels (``C`` from ``filters``). With 3-D/4-D input it is only checked.
-{pooling}    transform_algorithm : {"fista", "ista"}, default="fista"
+{pooling}    transform_algorithm : {"auto", "admm", "fista", "ista"}, default="auto"
+        "auto": "admm" (Fourier-domain ADMM) for kernels of 6x6 taps and more, "fista" for smaller
+        ones (:func:`sparsecode.solvers.solve_conv_lasso`).
     transform_alpha : float, default=None
         Penalty ``alpha``; 1.0 when None.
     positive_code : bool, default=False
@@ -62,7 +64,7 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
     >>> import numpy as np
     >>> from estimators import ConvSparseCoder
     >>> coder = ConvSparseCoder(np.ones((1, 1, 1)), transform_alpha=1.0, device="cpu")
-    >>> coder.transform(np.array([[[2.0, 0.5], [0.0, 3.0]]]))
+    >>> coder.transform(np.array([[[2.0, 0.5], [0.0, 3.0]]])).round(4) + 0.0
     array([[1., 0., 0., 2.]])
     """
 
@@ -70,7 +72,7 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
     _parameter_constraints: dict = {
         "filters": ["array-like"],
         **ConvImagesMixin._parameter_constraints,
-        "transform_algorithm": [StrOptions({"fista", "ista"})],
+        "transform_algorithm": [StrOptions({"auto", "admm", "fista", "ista"})],
         "transform_alpha": [Interval(Real, 0, None, closed="left"), None],
         "positive_code": ["boolean"],
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -85,7 +87,7 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
         image_shape=None,
         pooling=None,
         pool_size=2,
-        transform_algorithm="fista",
+        transform_algorithm="auto",
         transform_alpha=None,
         positive_code=False,
         transform_max_iter=1000,
@@ -156,12 +158,12 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
         Xt = self._to_images(X, shape)
         Dt = self._tensor(D, dtype=Xt.dtype)
         weights = border_weights(shape[:2], D.shape[2:], like=Xt) if self.border_weighting else None
-        solver = conv_fista if self.transform_algorithm == "fista" else conv_ista
         alpha = 1.0 if self.transform_alpha is None else float(self.transform_alpha)
-        res = solver(
+        res = solve_conv_lasso(
             Xt,
             Dt,
             alpha,
+            algorithm=self.transform_algorithm,
             penalty=L1(self.positive_code),
             weights=weights,
             max_iter=self.transform_max_iter,

@@ -18,7 +18,7 @@ from sparsecode.models import CONV_ENCODERS, ConvPSD
 
 from ._base import EnergyScoreMixin
 from ._conv_images import ConvImagesMixin, pair
-from ._training import TrainedEstimator, TrainedTransformer
+from ._training import TrainedEstimator, TrainedTransformer, data_scale
 
 __all__ = ["ConvSparseAutoencoder"]
 
@@ -38,14 +38,19 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
     ``L`` times smaller than the unit-norm kernels. ``transform`` then needs only the encoder (one
     convolution and a nonlinearity), or runs the full inference.
 
+    As in :class:`PredictiveSparseDecomposition`, the model runs on ``X / input_scale_`` with the penalty
+    ``alpha_ / input_scale_`` and its maps are scaled back; ``input_scale_`` is the root-mean-square norm
+    of the image patches a kernel sees (``sqrt(mean(X**2) * C*kh*kw)``, fixed by the first fit), so
+    the defaults train alike on any scaling of the images.
+
     Parameters
     ----------
     n_components : int, default=8
         Number of kernels / feature maps.
     kernel_size : int or (int, int), default=5
         Kernel height and width, clipped to the image size (the fitted size is ``kernel_size_``).
-    alpha : float, default=0.5
-        Sparsity penalty.
+    alpha : float, default=None
+        Sparsity penalty; None uses ``0.1 * input_scale_`` (scale-free; the resolved value is ``alpha_``).
     encoder : {"shrink", "tanh"}, default="shrink"
         ``sh_(beta_k, b_k)(W_k * x)``, the smooth shrinkage
         ``sign(s)*((1/beta)*log(exp(beta*b) + exp(beta*|s|) - 1) - b)`` with ``beta_k`` and ``b_k``
@@ -70,6 +75,7 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         The encoder kernels ``W_k``.
     image_shape_ : tuple (H, W, C)
     kernel_size_ : tuple (kh, kw)
+{scaled_attributes}
     loss_curve_ : list of float
         Mean energy at the inferred maps in each pass.
     n_iter_ : int
@@ -95,7 +101,7 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left"), None],
         "encoder": [StrOptions(set(CONV_ENCODERS))],
         "prediction_weight": [Interval(Real, 0, None, closed="left")],
         "border_weighting": ["boolean"],
@@ -111,7 +117,7 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         n_components=8,
         *,
         kernel_size=5,
-        alpha=0.5,
+        alpha=None,
         encoder="shrink",
         prediction_weight=1.0,
         border_weighting=True,
@@ -123,10 +129,10 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         inference_tol=1e-4,
         optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto",
+        device="auto", distributed=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed)
         self.n_components = n_components
         self.kernel_size = kernel_size
         self.alpha = alpha
@@ -140,16 +146,20 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         self.inference_max_iter = inference_max_iter
         self.inference_tol = inference_tol
 
-    def _new_module(self, Xt: torch.Tensor, generator: torch.Generator) -> ConvPSD:
+    def _new_module(self, X: np.ndarray, generator: torch.Generator) -> ConvPSD:
+        shape = self.image_shape_
         kh, kw = pair(self.kernel_size, "kernel_size")
-        self.kernel_size_ = (min(kh, Xt.shape[-2]), min(kw, Xt.shape[-1]))
+        self.kernel_size_ = (min(kh, shape[0]), min(kw, shape[1]))
+        self.input_scale_ = data_scale(X, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
+        self._resolve_alpha(self.input_scale_)
+        Xt = self._to_images(X, shape) / self.input_scale_
         return ConvPSD.from_images(
             Xt,
             self.n_components,
             self.kernel_size_,
             generator,
             border_weighting=self.border_weighting,
-            alpha=float(self.alpha),
+            alpha=self.alpha_ / self.input_scale_,
             encoder=self.encoder,
             prediction_weight=float(self.prediction_weight),
             inference_max_iter=self.inference_max_iter,
@@ -168,16 +178,15 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         if first:
             self._resolve_device()
             self.image_shape_ = shape
-            self._module = self._new_module(
-                self._to_images(X, shape), self._generator(random_state)
-            )
+            self._module = self._new_module(X, self._generator(random_state))
         module = self._module
-        module.alpha, module.prediction_weight = float(self.alpha), float(self.prediction_weight)
+        self._resolve_alpha(self.input_scale_)
+        module.alpha, module.prediction_weight = self.alpha_ / self.input_scale_, float(self.prediction_weight)
         module.inference_max_iter, module.inference_tol = (
             self.inference_max_iter,
             self.inference_tol,
         )
-        Xt = self._to_images(X, shape, dtype=module.decoder_weight.dtype)
+        Xt = self._to_images(X, shape, dtype=module.decoder_weight.dtype) / self.input_scale_
         self._train(
             module,
             ConvPSD.training_loss,
@@ -202,9 +211,10 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
 
     @torch.no_grad()
     def _maps(self, Xt: torch.Tensor) -> torch.Tensor:
-        if self.transform_algorithm == "inference":
-            return self._module.infer(Xt)
-        return self._module(Xt)
+        """The maps of images ``Xt`` (in the data's units)."""
+        Xs = Xt / self.input_scale_
+        maps = self._module.infer(Xs) if self.transform_algorithm == "inference" else self._module(Xs)
+        return maps * self.input_scale_
 
     def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
         """The encoder's maps, or the inferred maps with ``"inference"``, as features."""
@@ -212,8 +222,8 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
 
     def _energies(self, X) -> torch.Tensor:
         """The energy of every image of ``X`` at its inferred maps."""
-        Xt, _ = self._input(X)
-        return self._module.energy(Xt, self._module.infer(Xt))
+        Xs = self._input(X)[0] / self.input_scale_
+        return self._module.energy(Xs, self._module.infer(Xs)) * self.input_scale_**2
 
     def _decoder_kernels(self) -> torch.Tensor:
         return self._module.decoder_weight.detach()

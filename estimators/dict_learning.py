@@ -17,7 +17,7 @@ from sparsecode.dictionary import (
     online_dictionary_step,
 )
 
-from ._base import EnergyScoreMixin
+from ._base import EnergyScoreMixin, unchanged_on_failure
 from ._sparse_coding import TORCH_ALGORITHMS, TRANSFORM_PARAMETER_CONSTRAINTS, SparseCodingMixin, group_index
 from ._validation import check_dictionary, check_input
 
@@ -28,9 +28,12 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
     """Dictionary learning by online block coordinate descent (Mairal et al. 2010).
 
     Learns atoms ``D`` (rows, norm at most 1) and sparse codes minimising the mean over samples of
-    ``0.5*||x - z D||^2 + alpha*||z||_1``, one minibatch at a time. This one class covers both of
-    scikit-learn's dictionary learners and takes ``MiniBatchDictionaryLearning``'s parameter names;
-    with ``batch_size >= n_samples`` every step sees the whole data set (batch learning). ``fit`` runs
+    ``0.5*||x - z D||^2 + alpha*||z||_1``, one minibatch at a time. It is the counterpart of
+    scikit-learn's ``MiniBatchDictionaryLearning`` and takes its parameter names. It is not scikit-learn's
+    batch ``DictionaryLearning`` (alternating full lasso and full dictionary solves): with
+    ``batch_size >= n_samples`` every step sees the whole data set, and with ``tol=0,
+    max_no_improvement=None`` and enough passes it reaches the same kind of stationary point, but its
+    default stopping rules end much earlier than the batch solver's. ``fit`` runs
     online dictionary learning's own loop, :func:`sparsecode.dictionary.learn_dictionary_online`
     (statistics updates and coordinate sweeps, not the gradient-step loop of the other estimators).
     ``score`` is minus the mean of that energy at the codes of ``transform``, the penalty being the group
@@ -54,7 +57,9 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
     shuffle : bool, default=True
         Shuffle the samples before each pass.
     dict_init : ndarray of shape (n_components, n_features), default=None
-        Initial atoms; random samples of ``X`` when None.
+        Initial atoms; random samples of ``X`` when None. Atoms of norm above 1 are scaled onto the unit
+        sphere before the first step (the constraint set of the atoms); atoms of norm at most 1 are used as
+        given.
     transform_algorithm, transform_n_nonzero_coefs, transform_alpha, transform_max_iter, transform_tol,
     split_sign, positive_code, groups, topography, pool_size, device
         As in :class:`estimators.SparseCoder`; ``transform_alpha=None`` means ``alpha``, and the default
@@ -71,6 +76,11 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         Stop when the dictionary changes by less than this (Frobenius norm / n_components) in a step.
     max_no_improvement : int or None, default=10
         Stop after this many steps without improvement of the smoothed minibatch cost.
+    distributed : {"allreduce"} or None, default=None
+        Learn with the other ranks of a ``torch.distributed`` process group (started by ``torchrun``),
+        each calling ``fit`` or ``partial_fit`` on its own shard: each rank codes its minibatch, the
+        sufficient statistics are summed over the ranks and every rank applies the same update, as one
+        process on the concatenated minibatches. None: this process alone.
 
     Attributes
     ----------
@@ -106,6 +116,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         "callback": [callable, None],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_no_improvement": [Interval(Integral, 0, None, closed="left"), None],
+        "distributed": [StrOptions({"allreduce"}), None],
         **TRANSFORM_PARAMETER_CONSTRAINTS,
     }
 
@@ -137,6 +148,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         topography=None,
         pool_size=3,
         device="auto",
+        distributed=None,
     ):
         super().__init__(transform_algorithm, transform_n_nonzero_coefs, transform_alpha, split_sign, n_jobs,
                          positive_code, transform_max_iter, transform_tol, groups, topography, pool_size, device)
@@ -153,6 +165,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         self.callback = callback
         self.tol = tol
         self.max_no_improvement = max_no_improvement
+        self.distributed = distributed
 
     # -- fitting -------------------------------------------------------------------------------------
     def _initialize(self, X: np.ndarray) -> torch.Tensor:
@@ -186,7 +199,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
             algorithm="auto" if self.fit_algorithm == "lars" else self.fit_algorithm,
             positive_code=self.positive_code, positive_dict=self.positive_dict,
             max_iter=self.transform_max_iter, tol=min(self.transform_tol, 1e-4),
-            groups=self._group_index, pools=self._pool_structure,
+            groups=self._group_index, pools=self._pool_structure, distributed=self.distributed is not None,
         )
 
     def _report(self, info: dict) -> bool:
@@ -209,6 +222,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
             step_options=self._step_options(),
         )
         self.n_steps_, self.n_iter_ = result.n_steps, result.n_passes
+        self.interrupted_ = result.interrupted
         self.components_ = self._numpy(self._dictionary, X.dtype)
 
     def fit_transform(self, X, y=None):
@@ -229,21 +243,26 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         Returns
         -------
         self : object
-            The estimator, one step further.
+            The estimator, one step further; unchanged when the step fails. Later calls convert ``X`` to
+            the dtype of the first.
         """
+        with unchanged_on_failure(self):
+            self._partial_fit(X)
+        return self
+
+    def _partial_fit(self, X) -> None:
         first = not hasattr(self, "components_")
         X = check_input(self, X, reset=first)
         if first:
             Xt = self._initialize(X)
             self.n_iter_ = 0
         else:
-            Xt = self._tensor(X)
+            Xt = self._tensor(X, dtype=self._dictionary.dtype)
         online_dictionary_step(self._dictionary, self._inner_stats, Xt, self.alpha, batch_size=X.shape[0],
                                generator=self._generator(self._random_state), **self._step_options())
         self.n_steps_ += 1
         self.n_iter_ += 1
-        self.components_ = self._numpy(self._dictionary, X.dtype)
-        return self
+        self.components_ = self._numpy(self._dictionary)
 
     # -- using the dictionary ------------------------------------------------------------------------
     def _energies(self, X) -> np.ndarray:

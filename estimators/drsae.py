@@ -10,13 +10,14 @@ import torch
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
 from sparsecode.models.drsae import DrSAE as DrSAEModule
 from sparsecode.models.drsae import supervised_loss, unsupervised_loss
-from sparsecode.training import TrainState
+from sparsecode.training import OPTIMIZERS, TrainState
 
+from ._base import unchanged_on_failure
 from ._training import TrainedEstimator, TrainedTransformer
 from ._validation import check_input
 
@@ -40,8 +41,12 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
     seen since the start of pretraining (Torch7's ``learningRateDecay``; the clock runs on from
     pretraining into the supervised stage, as in the author code).
 
-    The paper scales every input to unit L2 norm; put a :class:`sklearn.preprocessing.Normalizer`
-    in front of the estimator to do the same (``alpha`` is relative to that scale).
+    The paper scales every input to unit L2 norm, and the author code's schedule (the defaults:
+    plain SGD at 1e-2, ``lr_decay=5e-7``, ``alpha=0.018``) is tuned for it. With
+    ``normalize_input=True`` (the default) the estimator does the same to every sample it sees (fit,
+    transform, predict), so the defaults train on any scaling of the data (raw pixels, [0, 1],
+    standardised, whitened); ``normalize_input=False`` feeds ``X`` as given, where the author schedule
+    needs unit-norm rows (``alpha`` and the rate are relative to that scale).
 
     Parameters
     ----------
@@ -60,6 +65,9 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         it stops early only on ``tol``, never warns.
     lr_decay : float, default=5e-7
         Rate decay per training sample seen (the author code's 5e-7); 0 keeps the rate constant.
+    normalize_input : bool, default=True
+        Scale every sample to unit L2 norm before the network (the paper's preprocessing; all-zero
+        samples stay zero).
 {training}
     Attributes
     ----------
@@ -83,6 +91,8 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
     n_iter_ : int
         Supervised passes (all calls with ``warm_start``).
     learning_rate_ : float
+    interrupted_ : bool
+        Whether Ctrl-C stopped the last fit; in pretraining, the supervised stage is skipped.
 {input_attributes}
 
     Examples
@@ -98,7 +108,9 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
     """
 
     _training_notes = {
-        "optimizer": "The paper's: plain SGD.",
+        "optimizer": """\
+            The paper's: plain SGD. "lbfgs" is refused: it cannot take the per-matrix rates (parameter
+            groups).""",
         "learning_rate": """\
             The author code's 1e-2 on the minibatch-mean loss, scaled per matrix as described
             above.""",
@@ -116,7 +128,9 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "lr_decay": [Interval(Real, 0, None, closed="left")],
         "pretrain_iter": [Interval(Integral, 0, None, closed="left")],
+        "normalize_input": ["boolean"],
         **TrainedEstimator._parameter_constraints,
+        "optimizer": [StrOptions(set(OPTIMIZERS) - {"lbfgs"}), torch.optim.Optimizer, callable],
     }
 
     def __init__(
@@ -127,18 +141,19 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         alpha=0.018,
         reconstruction_weight=5.0,
         pretrain_iter=100,
-        optimizer="sgd", learning_rate=0.01, lr_decay=5e-7, max_iter=100, batch_size=10, tol=1e-4,
-        n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0,
-        random_state=None, device="auto",
+        optimizer="sgd", learning_rate=0.01, lr_decay=5e-7, normalize_input=True, max_iter=100, batch_size=10,
+        tol=1e-4, n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, warm_start=False,
+        verbose=0, random_state=None, device="auto", distributed=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed)
         self.n_components = n_components
         self.n_layers = n_layers
         self.alpha = alpha
         self.reconstruction_weight = reconstruction_weight
         self.pretrain_iter = pretrain_iter
         self.lr_decay = lr_decay
+        self.normalize_input = normalize_input
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -153,7 +168,14 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         Returns
         -------
         self
+            Unchanged when the fit fails. Ctrl-C stops it with the last sane state and
+            ``interrupted_=True``; in pretraining, the supervised stage is skipped.
         """
+        with unchanged_on_failure(self):
+            self._fit(X, y)
+        return self
+
+    def _fit(self, X, y) -> None:
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         continuing = self.warm_start and hasattr(self, "_module")
@@ -166,7 +188,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         self.classes_ = classes
         self._resolve_device()
         generator = self._generator(check_random_state(self.random_state))
-        Xt = self._tensor(X)
+        Xt = self._prepared(self._tensor(X, dtype=next(self._module.parameters()).dtype if continuing else None))
         data = (Xt, torch.as_tensor(y_index, device=self._device))
         if not continuing:
             self._module = self._initial_module(Xt, len(classes), generator)
@@ -180,11 +202,24 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
             self.pretrain_loss_curve_ = list(getattr(self, "loss_curve_", []))
             # a fresh optimizer for the supervised stage; the decay clock runs on
             self._train_state = TrainState(n_samples_seen=pretrain.state.n_samples_seen)
+            if pretrain.interrupted:  # Ctrl-C in pretraining: no supervised stage
+                self.loss_curve_, self.n_iter_ = [], 0
+                self._set_fitted_attributes()
+                return
         self._train(self._module, supervised_loss, data, projection=DrSAEModule.project_,
                     param_groups=self._module.param_groups(supervised=True), generator=generator,
                     lr_decay=self.lr_decay, reset=False)
         self._set_fitted_attributes()
-        return self
+
+    def _prepared(self, Xt: torch.Tensor) -> torch.Tensor:
+        """``Xt`` as the network sees it: rows scaled to unit norm with ``normalize_input``."""
+        if not self.normalize_input:
+            return Xt
+        return torch.nn.functional.normalize(Xt, dim=1, eps=torch.finfo(Xt.dtype).tiny)
+
+    def _input(self, X) -> tuple[torch.Tensor, np.dtype]:
+        Xt, dtype = super()._input(X)
+        return self._prepared(Xt), dtype
 
     def _initial_module(self, X: torch.Tensor, n_classes: int, generator) -> DrSAEModule:
         module = DrSAEModule(X.shape[1], self.n_components, n_classes, self.n_layers, self.alpha,

@@ -39,8 +39,9 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
         Window of each pool on the map.
     sigma : float, default=None
         Width of the Gaussian pool weights; half the larger window side when None.
-    alpha : float, default=1.0
-        Group sparsity penalty.
+    alpha : float, default=None
+        Group sparsity penalty; None uses ``0.1 * input_scale_`` (see
+        :class:`PredictiveSparseDecomposition`; the resolved value is ``alpha_``).
     beta : float, default=1.0
         Weight of the prediction term.
     encoder : {"tanh", "shrink", "linear"}, default="tanh"
@@ -87,7 +88,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
         topography=None,
         pool_size=3,
         sigma=None,
-        alpha=1.0,
+        alpha=None,
         beta=1.0,
         encoder="tanh",
         transform_output="codes",
@@ -97,7 +98,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
         inference_tol=1e-4,
         optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto",
+        device="auto", distributed=None,
     ):
         super().__init__(
             n_components, alpha=alpha, beta=beta, encoder=encoder, transform_algorithm=transform_algorithm,
@@ -105,7 +106,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
             optimizer=optimizer, learning_rate=learning_rate, max_iter=max_iter, batch_size=batch_size, tol=tol,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
             validation_fraction=validation_fraction, warm_start=warm_start, verbose=verbose,
-            random_state=random_state, device=device,
+            random_state=random_state, device=device, distributed=distributed,
         )
         self.group_size = group_size
         self.topography = topography

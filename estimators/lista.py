@@ -20,7 +20,7 @@ from sparsecode.penalties import L1
 from sparsecode.solvers.encode import solve_lasso
 
 from ._base import EnergyScoreMixin, LinearDecoderMixin
-from ._training import TrainedEstimator, TrainedTransformer
+from ._training import TrainedEstimator, TrainedTransformer, data_scale
 from ._validation import check_dictionary, check_input
 
 __all__ = ["LISTA", "LCoD"]
@@ -33,8 +33,10 @@ _DICTIONARY_DOC = """\
         ``DictionaryLearning``) is cloned and fitted on ``X``.
     n_components : int, default=None
         Atoms learned when ``dictionary`` is None (``n_features`` when None); else ignored.
-    alpha : float, default=1.0
-        Lasso penalty ``0.5*||x - z D||^2 + alpha*||z||_1`` of the codes approximated.
+    alpha : float, default=None
+        Lasso penalty ``0.5*||x - z D||^2 + alpha*||z||_1`` of the codes approximated. None uses
+        ``0.1 *`` the root-mean-square norm of the training rows (it bounds their typical correlation
+        with a unit-norm atom), so the default follows the data's scale; the value used is ``alpha_``.
 """
 
 _LOSS_DOC = """\
@@ -57,6 +59,11 @@ _ATTRIBUTES_DOC = """\
     ----------
     components_ : ndarray of shape (n_components, n_features)
         The dictionary (given or learned).
+    alpha_ : float
+        The penalty used.
+    interrupted_ : bool
+        Whether Ctrl-C stopped the last fit: in the dictionary stage, the encoder keeps its ISTA start
+        (no training); in training, the last sane state.
     loss_curve_ : list of float
         Mean training loss of every pass.
     n_iter_ : int
@@ -85,7 +92,7 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
     _parameter_constraints: dict = {
         "dictionary": ["array-like", HasMethods(["fit"]), None],
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left"), None],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
         "loss": [StrOptions(set(LOSSES))],
         "positive_code": ["boolean"],
@@ -101,10 +108,10 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
         loss,
         positive_code,
         optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-        validation_fraction, warm_start, verbose, random_state, device,
+        validation_fraction, warm_start, verbose, random_state, device, distributed=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed)
         self.dictionary = dictionary
         self.n_components = n_components
         self.alpha = alpha
@@ -121,7 +128,7 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
 
             learner = DictionaryLearning(
                 n_components=self.n_components,
-                alpha=self.alpha,
+                alpha=self.alpha_,
                 positive_code=self.positive_code,
                 device=self._device,
                 random_state=random_state,
@@ -135,32 +142,47 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
                     f"dictionary has {D.shape[1]} features per atom but X has {X.shape[1]}."
                 )
             return D
-        return np.asarray(learner.fit(X).components_, dtype=X.dtype)
+        learner.fit(X)
+        self.interrupted_ = bool(getattr(learner, "interrupted_", False))
+        return np.asarray(learner.components_, dtype=X.dtype)
 
     def _targets(self, Xt: torch.Tensor, Dt: torch.Tensor) -> torch.Tensor:
         return solve_lasso(
             Xt,
             Dt,
-            self.alpha,
+            self.alpha_,
             penalty=L1(self.positive_code),
             tol=TARGET_TOL,
             max_iter=TARGET_MAX_ITER,
         ).code
 
     def _fit(self, X) -> None:
-        """Learn the dictionary if needed, then train the encoder on ``X``."""
+        """Learn the dictionary if needed, then train the encoder on ``X``.
+
+        A continued fit (``warm_start``) converts ``X`` to the fitted dtype, as scikit-learn does.
+        """
         X = check_input(self, X, reset=True)
         random_state = check_random_state(self.random_state)
         self._resolve_device()
         keep = (
             self.warm_start and hasattr(self, "_module") and self.components_.shape[1] == X.shape[1]
         )
-        D = self.components_.astype(X.dtype) if keep else self._fit_dictionary(X, random_state)
+        if keep:
+            X = X.astype(self.components_.dtype, copy=False)
+        else:
+            self._alpha_scale = data_scale(X)
+        self._resolve_alpha(self._alpha_scale)
+        self.interrupted_ = False
+        D = self.components_ if keep else self._fit_dictionary(X, random_state)
         Xt, Dt = self._tensor(X), self._tensor(D, dtype=X.dtype)
-        module = self._module.to(Xt) if keep else self._make_module(Dt)
-        loss_fn, residual_fn = make_loss(self.loss, Dt, self.alpha)
+        module = self._module if keep else self._make_module(Dt)
+        self._module, self.components_ = module, D
+        if self.interrupted_:  # Ctrl-C in the dictionary stage: no next stage
+            self.loss_curve_, self.n_iter_ = [], 0
+            self.learning_rate_, self.best_loss_ = float("nan"), float("inf")
+            return
+        loss_fn, residual_fn = make_loss(self.loss, Dt, self.alpha_)
         data = (Xt, self._targets(Xt, Dt)) if self.loss == "code" else (Xt,)
-        self._module = module
         self._train(
             module,
             loss_fn,
@@ -171,7 +193,6 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
             reset=not keep,
             lr_decay=LR_DECAY,
         )
-        self.components_ = D
 
     def _encode(self, X) -> tuple[torch.Tensor, torch.Tensor]:
         """``(X, codes)`` as tensors in ``X``'s float dtype (the encoder runs in its own dtype)."""
@@ -188,7 +209,7 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
         """The lasso energy of every sample of ``X`` at the encoder's codes."""
         Xt, Z = self._encode(X)
         Dt = self._tensor(self.components_, dtype=Xt.dtype)
-        return lasso_energy(Xt, Z, Dt, self.alpha)
+        return lasso_energy(Xt, Z, Dt, self.alpha_)
 
 
 class LISTA(_AmortizedEncoder):
@@ -239,7 +260,7 @@ class LISTA(_AmortizedEncoder):
         dictionary=None,
         *,
         n_components=None,
-        alpha=1.0,
+        alpha=None,
         n_layers=3,
         loss="code",
         parametrization="full",
@@ -248,11 +269,11 @@ class LISTA(_AmortizedEncoder):
         positive_code=False,
         optimizer="adam", learning_rate=3e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto",
+        device="auto", distributed=None,
     ):
         super().__init__(dictionary, n_components, alpha, n_layers, loss, positive_code, optimizer, learning_rate,
                          max_iter, batch_size, tol, n_iter_no_change, early_stopping, validation_fraction,
-                         warm_start, verbose, random_state, device)
+                         warm_start, verbose, random_state, device, distributed)
         self.parametrization = parametrization
         self.tied = tied
         self.inhibition_fraction = inhibition_fraction
@@ -260,7 +281,7 @@ class LISTA(_AmortizedEncoder):
     def _make_module(self, D: torch.Tensor) -> LISTAModule:
         return LISTAModule(
             D,
-            self.alpha,
+            self.alpha_,
             self.n_layers,
             parametrization=self.parametrization,
             tied=self.tied,
@@ -304,17 +325,17 @@ class LCoD(_AmortizedEncoder):
         dictionary=None,
         *,
         n_components=None,
-        alpha=1.0,
+        alpha=None,
         n_layers=10,
         loss="code",
         positive_code=False,
         optimizer="adam", learning_rate=3e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto",
+        device="auto", distributed=None,
     ):
         super().__init__(dictionary, n_components, alpha, n_layers, loss, positive_code, optimizer, learning_rate,
                          max_iter, batch_size, tol, n_iter_no_change, early_stopping, validation_fraction,
-                         warm_start, verbose, random_state, device)
+                         warm_start, verbose, random_state, device, distributed)
 
     def _make_module(self, D: torch.Tensor) -> LCoDModule:
-        return LCoDModule(D, self.alpha, self.n_layers, positive=self.positive_code)
+        return LCoDModule(D, self.alpha_, self.n_layers, positive=self.positive_code)

@@ -19,17 +19,17 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import FloatTransformerMixin
+from ._base import FitMixin, FloatTransformerMixin
 from ._validation import check_codes, check_input
 
 __all__ = ["Whitening", "ContrastNormalization"]
 
 
-class Whitening(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, BaseEstimator):
+class Whitening(FitMixin, ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, BaseEstimator):
     """ZCA or PCA whitening with a regulariser.
 
     Parameters
@@ -73,8 +73,7 @@ class Whitening(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, BaseEsti
         self.n_components = n_components
         self.regularization = regularization
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def _fit(self, X) -> None:
         """Estimate the mean and the whitening matrix of ``X``."""
         X = check_input(self, X, reset=True)
         k = X.shape[1] if self.n_components is None else self.n_components
@@ -98,7 +97,6 @@ class Whitening(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, BaseEsti
         if self.method == "zca":
             self._dewhiten = eigvec @ self._dewhiten
         self._dewhiten = self._dewhiten.astype(X.dtype)
-        return self
 
     def transform(self, X):
         """Whitened ``X``, shape (n_samples, n_components)."""
@@ -117,7 +115,7 @@ class Whitening(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, BaseEsti
         return self.components_.shape[0]
 
 
-class ContrastNormalization(OneToOneFeatureMixin, FloatTransformerMixin, BaseEstimator):
+class ContrastNormalization(FitMixin, OneToOneFeatureMixin, FloatTransformerMixin, BaseEstimator):
     """Per-patch centring and scaling: ``(x - mean(x)) / sqrt(var(x) + regularization)``.
 
     Stateless: ``fit`` only records the number of features.
@@ -151,11 +149,9 @@ class ContrastNormalization(OneToOneFeatureMixin, FloatTransformerMixin, BaseEst
         self.with_mean = with_mean
         self.with_std = with_std
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def _fit(self, X) -> None:
         """Record ``n_features_in_`` (nothing is learned)."""
         check_input(self, X, reset=True)
-        return self
 
     def transform(self, X):
         """Contrast-normalised rows of ``X``."""

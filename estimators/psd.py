@@ -14,7 +14,7 @@ from sparsecode.models import ENCODERS, PSD
 from sparsecode.models.psd import psd_energy, psd_inference, psd_loss
 
 from ._base import EnergyScoreMixin, LinearDecoderMixin
-from ._training import TrainedEstimator, TrainedTransformer
+from ._training import TrainedEstimator, TrainedTransformer, data_scale
 from ._validation import check_input
 
 __all__ = ["PredictiveSparseDecomposition"]
@@ -30,12 +30,17 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
     then steps the decoder (reconstruction at ``z*``) and the encoder (toward ``z*``), and
     renormalises the atoms. ``transform`` then needs only ``F`` (one product and a nonlinearity).
 
+    The model runs on ``X / input_scale_`` (``input_scale_``, the root-mean-square norm of the training
+    rows, fixed by the first fit) with the penalty ``alpha_ / input_scale_``, and its codes are scaled
+    back: every result is that of the energy above on ``X`` itself, while the initialisation and the
+    optimizer's steps see data of unit scale, so the defaults train alike on any scaling of the data.
+
     Parameters
     ----------
     n_components : int, default=None
         Number of atoms and code units; ``n_features`` when None.
-    alpha : float, default=1.0
-        Sparsity penalty.
+    alpha : float, default=None
+        Sparsity penalty; None uses ``0.1 * input_scale_`` (scale-free; the resolved value is ``alpha_``).
     beta : float, default=1.0
         Weight of the prediction term ``beta*||z - F(x)||^2``.
     encoder : {"tanh", "shrink", "linear"}, default="tanh"
@@ -54,6 +59,7 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
     ----------
     components_ : ndarray of shape (n_components, n_features)
         The unit-norm atoms.
+{scaled_attributes}
     loss_curve_ : list of float
         Mean energy at the inferred codes in each pass.
     n_iter_ : int
@@ -76,7 +82,7 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left"), None],
         "beta": [Interval(Real, 0, None, closed="neither")],
         "encoder": [StrOptions(set(ENCODERS))],
         "transform_algorithm": [StrOptions({"encoder", "inference"})],
@@ -90,7 +96,7 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         self,
         n_components=None,
         *,
-        alpha=1.0,
+        alpha=None,
         beta=1.0,
         encoder="tanh",
         transform_algorithm="encoder",
@@ -99,10 +105,10 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         inference_tol=1e-4,
         optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto",
+        device="auto", distributed=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed)
         self.n_components = n_components
         self.alpha = alpha
         self.beta = beta
@@ -124,7 +130,7 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
     # -- fitting ---------------------------------------------------------------------------
     def _options(self) -> dict:
         return dict(
-            alpha=float(self.alpha),
+            alpha=self.alpha_ / self.input_scale_,
             beta=float(self.beta),
             pools=self._pools,
             positive=self.positive_code,
@@ -140,12 +146,13 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         if first:
             self._resolve_device()
             self._resolve_structure(X.shape[1])
-            Xt = self._tensor(X)
+            self.input_scale_ = data_scale(X)
+        self._resolve_alpha(self.input_scale_)
+        if first:
+            Xt = self._scaled(self._tensor(X))
             D = init_dictionary(Xt, self._n_components, self._generator(random_state))
-            self._module = PSD(
-                D, self.encoder, alpha=float(self.alpha), positive=self.positive_code
-            )
-        Xt = self._tensor(X, dtype=self._module.dictionary.dtype)
+            self._module = PSD(D, self.encoder, alpha=self.alpha_ / self.input_scale_, positive=self.positive_code)
+        Xt = self._scaled(self._tensor(X, dtype=self._module.dictionary.dtype))
         self._train(
             self._module,
             partial(psd_loss, **self._options()),
@@ -156,17 +163,22 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         self.components_ = self._numpy(self._module.dictionary)
 
     # -- inference -------------------------------------------------------------------------
+    def _scaled(self, Xt: torch.Tensor) -> torch.Tensor:
+        """``Xt`` in the model's units (divided by ``input_scale_``)."""
+        return Xt / self.input_scale_
+
     @torch.no_grad()
     def _infer(self, Xt: torch.Tensor):
-        """Prediction ``F(x)`` and the inference from it."""
-        P = self._module(Xt)
-        return P, psd_inference(Xt, self._module.dictionary, P, **self._options())
+        """Prediction ``F(x)`` and the inference from it, in the model's units (of ``X / input_scale_``)."""
+        Xs = self._scaled(Xt)
+        P = self._module(Xs)
+        return P, psd_inference(Xs, self._module.dictionary, P, **self._options())
 
     @torch.no_grad()
     def _codes(self, Xt: torch.Tensor) -> torch.Tensor:
         if self.transform_algorithm == "inference":
-            return self._infer(Xt)[1].code
-        return self._module(Xt)
+            return self._infer(Xt)[1].code * self.input_scale_
+        return self._module(self._scaled(Xt)) * self.input_scale_
 
     def _features_of(self, Xt: torch.Tensor) -> torch.Tensor:
         """The encoder's prediction, or the inferred codes with ``"inference"``."""
@@ -181,10 +193,11 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         """
         Xt, dtype = self._input(X)
         P, inf = self._infer(Xt)
-        return self._numpy(P, dtype), self._numpy(inf.code, dtype)
+        return self._numpy(P * self.input_scale_, dtype), self._numpy(inf.code * self.input_scale_, dtype)
 
     def _energies(self, X) -> torch.Tensor:
         """The energy of every sample of ``X`` at its inferred codes."""
         Xt, _ = self._input(X)
         P, inf = self._infer(Xt)
-        return psd_energy(Xt, inf.code, self._module.dictionary, P, inf.penalty, float(self.beta))
+        energy = psd_energy(self._scaled(Xt), inf.code, self._module.dictionary, P, inf.penalty, float(self.beta))
+        return energy * self.input_scale_**2

@@ -22,19 +22,25 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
     ----------
     dictionary : ndarray of shape (n_components, n_features)
         Atoms (rows). They need not be unit-norm.
-    transform_algorithm : {"auto", "homotopy", "fista", "ista", "cd", "lasso_lars", "lasso_cd", "lars", \
+    transform_algorithm : {"auto", "homotopy", "fista", "ista", "cd", "cod", "lasso_lars", "lasso_cd", "lars", \
 "omp", "threshold"}, default="auto"
-        ``"auto"`` picks the fastest torch solver for the problem (the homotopy for the plain lasso,
-        FISTA for group penalties); ``"homotopy"`` (batched LARS-lasso), ``"fista"``, ``"ista"`` and
-        ``"cd"`` (greedy coordinate descent) are the torch solvers; scikit-learn's names run scikit-learn.
+        Every name runs on the engine, on the CPU or a GPU. ``"auto"`` picks the fastest exact solver for the
+        problem (the homotopy for the plain lasso, the least-squares solve at ``transform_alpha=0``, FISTA for
+        group penalties); ``"homotopy"`` (batched LARS-lasso, also ``"lasso_lars"``), ``"fista"``,
+        ``"ista"``, ``"cd"`` (cyclic coordinate descent, also ``"lasso_cd"``) and ``"cod"`` (greedy
+        coordinate descent) solve the lasso; ``"omp"`` (batch OMP) and ``"lars"`` give
+        ``transform_n_nonzero_coefs`` atoms per sample, ``"threshold"`` the soft-thresholded correlations,
+        as scikit-learn's.
     transform_n_nonzero_coefs : int, default=None
-        Non-zeros for ``"omp"`` and ``"lars"``; ``n_features // 10`` when None.
+        Non-zeros for ``"omp"`` and ``"lars"``; ``n_features // 10`` (at least 1, at most ``n_components``)
+        when None.
     transform_alpha : float, default=None
-        Penalty ``alpha``; 1.0 when None (a SparseCoder has no ``alpha`` of its own).
+        Penalty ``alpha``; 1.0 when None (a SparseCoder has no ``alpha`` of its own). When every code comes
+        out zero, a warning names the largest useful value, ``max |X D^T|``.
     split_sign : bool, default=False
         Return ``[max(z, 0), -min(z, 0)]`` side by side.
     n_jobs : int, default=None
-        Passed to scikit-learn's algorithms only.
+        Accepted for scikit-learn's signature; the solvers run on torch's threads.
     positive_code : bool, default=False
         Constrain the codes to be non-negative.
     transform_max_iter : int, default=1000

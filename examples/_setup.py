@@ -15,7 +15,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-__all__ = ["example_setup", "save_figure"]
+__all__ = ["REPOSITORY", "example_setup", "save_figure"]
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+"""The repository's root (for examples that reuse a benchmark's code)."""
 
 
 def example_setup(doc: str, *, device: bool = False) -> tuple[bool, str, Path]:
@@ -23,19 +26,19 @@ def example_setup(doc: str, *, device: bool = False) -> tuple[bool, str, Path]:
 
     Parameters
     ----------
-    doc : str
-        The example's module docstring; its first line describes the example in ``--help``.
+    doc : str or None
+        The example's module docstring; its title describes the example in ``--help``.
     device : bool, default=False
         Offer ``--device`` ("auto", "cpu" or "cuda"); examples that pin the CPU leave it out.
     """
-    title = next(line for line in doc.strip().splitlines() if line.strip("= "))
+    title = next((line for line in (doc or "").strip().splitlines() if line.strip("= ")), None)
     parser = argparse.ArgumentParser(description=title)
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run (figures in output/quick/)")
     if device:
         parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     args = parser.parse_args()
     quick = args.quick or os.environ.get("SPARSECODE_QUICK") == "1"
-    out = Path(__file__).resolve().parent / "output" / ("quick" if quick else "")
+    out = REPOSITORY / "examples" / "output" / ("quick" if quick else "")
     out.mkdir(parents=True, exist_ok=True)
     return quick, getattr(args, "device", "cpu"), out
 

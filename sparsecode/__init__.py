@@ -14,6 +14,12 @@ roles:
 - :mod:`sparsecode.device`: device, dtype and numpy <-> torch conversion.
 """
 
+from .conv_dictionary import (
+    ConvDictionaryState,
+    conv_dictionary_step,
+    init_conv_dictionary,
+    update_conv_dictionary,
+)
 from .convolution import (
     ConvOperator,
     border_weights,
@@ -42,17 +48,25 @@ from .prox import (
     soft_threshold,
 )
 from .solvers import (
+    SolverConvergenceWarning,
     SolveResult,
+    conv_admm,
     conv_fista,
     conv_ista,
     conv_lasso_energy,
     coordinate_descent,
+    cyclic_coordinate_descent,
     fista,
     homotopy,
     ista,
+    lars,
+    least_squares,
     lipschitz_constant,
+    omp,
+    solve_conv_lasso,
     solve_lasso,
     sparse_encode,
+    threshold,
 )
 from .topography import Pools
 from .training import DivergenceError, TrainResult, TrainState, fit_module
@@ -64,11 +78,13 @@ __all__ = [
     "soft_threshold", "nonneg_soft_threshold", "shrink", "group_soft_threshold", "project_rows_to_ball",
     "smooth_shrink",
     "Penalty", "L1", "GroupL1", "LatentGroupL1", "make_penalty", "Pools", "lasso_energy", "duality_gap",
-    "SolveResult", "homotopy", "ista", "fista", "coordinate_descent", "lipschitz_constant", "solve_lasso",
+    "SolveResult", "SolverConvergenceWarning", "homotopy", "lars", "omp", "threshold", "least_squares", "ista",
+    "fista", "coordinate_descent", "cyclic_coordinate_descent", "lipschitz_constant", "solve_lasso",
     "sparse_encode",
     "ConvOperator", "code_size", "border_weights", "conv_lipschitz_constant", "conv_reconstruct", "conv_correlate",
-    "conv_fista", "conv_ista", "conv_lasso_energy",
+    "conv_admm", "conv_fista", "conv_ista", "conv_lasso_energy", "solve_conv_lasso",
     "OnlineDictionaryState", "init_dictionary", "update_dictionary", "online_dictionary_step",
     "learn_dictionary_online", "OnlineLearningResult",
+    "ConvDictionaryState", "init_conv_dictionary", "update_conv_dictionary", "conv_dictionary_step",
     "fit_module", "TrainState", "TrainResult", "DivergenceError",
 ]

@@ -1,7 +1,8 @@
 """Compiled CPU kernels (``cpu_kernels.cpp``), built on first use by torch's JIT extension tools.
 
-Two loops that are sequential per sample or per atom cost far more in dispatched torch ops than their
-arithmetic on the CPU: the homotopy path (:mod:`sparsecode.solvers.homotopy`) and the dictionary's
+Loops that are sequential per sample or per atom cost far more in dispatched torch ops than their
+arithmetic on the CPU: the homotopy and LARS paths (:mod:`sparsecode.solvers.homotopy`), cyclic coordinate
+descent (:mod:`sparsecode.solvers.cd`) and the dictionary's
 block-coordinate sweep (:func:`sparsecode.dictionary.update_dictionary`). The build needs a C++ compiler
 and ninja and takes about a minute; ``python -m sparsecode.build_kernels`` runs it ahead of time.
 
@@ -122,7 +123,7 @@ def load_kernels(source: str | os.PathLike[str] = KERNEL_SOURCE) -> ModuleType:
     Returns
     -------
     module : ModuleType
-        The extension module, with ``lasso_path`` and ``bcd_sweep``.
+        The extension module, with ``lasso_path``, ``cyclic_cd``, ``batch_omp`` and ``bcd_sweep``.
 
     Raises
     ------
@@ -157,7 +158,8 @@ def load_kernels(source: str | os.PathLike[str] = KERNEL_SOURCE) -> ModuleType:
 
 @lru_cache(maxsize=1)
 def compiled_kernels() -> ModuleType | None:
-    """The extension module (``lasso_path``, ``bcd_sweep``), or None where it is disabled or cannot be built.
+    """The extension module (``lasso_path``, ``cyclic_cd``, ``batch_omp``, ``bcd_sweep``), or None where it is
+    disabled or cannot be built.
 
     Returns
     -------

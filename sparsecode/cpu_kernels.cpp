@@ -38,7 +38,8 @@ struct Path {
       b[p] = acc;
       sigma -= G[idx[p] * m + j] * acc;
     }
-    if (!(sigma > T(1e-4) * gjj)) return false;  // the atom is (nearly) a combination of the active ones
+    // the atom is (nearly) a combination of the active ones
+    if (!(sigma > std::sqrt(std::numeric_limits<T>::epsilon()) * gjj)) return false;
     const T inv = T(1) / sigma;
     for (int64_t p = 0; p < k; ++p) {
       const T bp = b[p] * inv;
@@ -78,10 +79,27 @@ struct Path {
   }
 };
 
+// LARS joins the inactive atom of largest correlation and takes it as the new level, as scikit-learn's
+// lars_path does (after a sign flip that atom may have passed the level while it waited).
+template <typename T>
+bool largest_inactive(const Path<T>& P, bool positive, int64_t& j, T& lam) {
+  T best = -1;
+  for (int64_t l = 0; l < P.m; ++l) {
+    const T v = positive ? P.c[l] : std::abs(P.c[l]);
+    if (!P.active[l] && v > best) best = v, j = l;
+  }
+  if (best < 0) return false;
+  lam = best;
+  return true;
+}
+
 // Returns the steps taken; status is 1 (arrived at alpha), 0 (out of steps) or -1 (the path broke).
+// With lar, LARS as scikit-learn's lars_path(method="lar") runs it: active atoms never leave; a coefficient
+// that crosses zero within a step flips its sign and the step's event adds no atom (the atom that would
+// have joined waits one step); the path arrives after max_active steps.
 template <typename T>
 int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool positive, int64_t max_steps,
-               Path<T>& P, T* zout, int8_t& status) {
+               bool lar, int64_t max_active, Path<T>& P, T* zout, int8_t& status) {
   const T inf = std::numeric_limits<T>::infinity(), tiny = std::numeric_limits<T>::min();
   std::copy(c0, c0 + m, P.c.begin());
   std::fill(P.active.begin(), P.active.end(), 0);
@@ -130,6 +148,15 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
       }
     }
     const T g_stop = lam - alpha;
+    bool flipped = false;
+    if (lar) {
+      if (g_leave < std::min(g_join, g_stop)) {
+        for (int64_t q = 0; q < k; ++q)
+          if (P.z[q] * P.d[q] < 0 && -P.z[q] / P.d[q] == g_leave) P.s[q] = -P.s[q];
+        flipped = true;
+      }
+      g_leave = inf;
+    }
     const T gamma = std::min(std::min(g_join, g_leave), g_stop);
     for (int64_t q = 0; q < k; ++q) P.z[q] += gamma * P.d[q];
     for (int64_t j = 0; j < m; ++j) P.c[j] -= gamma * P.a[j];
@@ -139,8 +166,17 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
       status = 1;
       break;
     }
+    if (lar && step >= max_active) {
+      status = 1;
+      break;
+    }
     if (g_leave < g_join) {
       banned = P.leave(qbest);  // an atom that just left waits one step
+    } else if (flipped) {
+      banned = jbest;
+    } else if (lar && !largest_inactive(P, positive, jbest, lam)) {
+      status = -1;
+      break;
     } else if (P.k == kmax || !P.join(G, jbest, positive || P.c[jbest] >= 0 ? T(1) : T(-1))) {
       status = -1;
       break;
@@ -153,8 +189,9 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
 }  // namespace
 
 // C0 = X D^T (n, m) and G = D D^T (m, m), contiguous, same floating dtype, on the CPU.
+// With lar, the LARS path of max_active steps (see follow).
 std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, double alpha, bool positive,
-                                      int64_t max_steps, int64_t kmax) {
+                                      int64_t max_steps, int64_t kmax, bool lar, int64_t max_active) {
   TORCH_CHECK(C0.device().is_cpu() && G.device().is_cpu(), "lasso_path runs on CPU tensors");
   C0 = C0.contiguous();
   G = G.contiguous();
@@ -171,7 +208,8 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, double 
     at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
       Path<scalar_t> P(m, kmax);
       for (int64_t i = begin; i < end; ++i)
-        st[i] = follow<scalar_t>(c0 + i * m, g, m, kmax, scalar_t(alpha), positive, max_steps, P, z + i * m, ok[i]);
+        st[i] = follow<scalar_t>(c0 + i * m, g, m, kmax, scalar_t(alpha), positive, max_steps, lar, max_active, P,
+                                  z + i * m, ok[i]);
     });
   });
   return {Z, steps, status};
@@ -212,7 +250,174 @@ void bcd_sweep(torch::Tensor D, torch::Tensor A, torch::Tensor B, bool positive)
   });
 }
 
+namespace {
+
+// cyclic_cd: cyclic coordinate descent on the Gram matrix (the algorithm of scikit-learn's
+// enet_coordinate_descent_gram), one sample per task. With q = c0 - z G the residual's correlations,
+// coordinate j moves to prox(q_j + G_jj z_j) / G_jj and q follows by a rank-one update. After every
+// sweep the relative duality gap is evaluated from the Gram form, ||x - zD||^2 = xx - z.c0 - z.q, as in
+// objectives.relative_gap; a sample below tol recomputes q from scratch (rounding accumulates in the
+// updates) and stops if still below. Z holds the warm start and receives the codes, in place.
+template <typename T>
+int64_t cd_sample(const T* c0, const T* G, int64_t m, T alpha, bool positive, int64_t max_sweeps, T tol, T xx,
+                  T* z, T* q, int8_t& converged) {
+  const auto exact_q = [&] {
+    std::copy(c0, c0 + m, q);
+    for (int64_t j = 0; j < m; ++j) {
+      if (z[j] == 0) continue;
+      const T* row = G + j * m;
+      for (int64_t l = 0; l < m; ++l) q[l] -= z[j] * row[l];
+    }
+  };
+  const auto rel_gap = [&] {
+    T zc0 = 0, zq = 0, l1 = 0, dual = 0;
+    for (int64_t j = 0; j < m; ++j) {
+      zc0 += z[j] * c0[j];
+      zq += z[j] * q[j];
+      l1 += std::abs(z[j]);
+      dual = std::max(dual, positive ? q[j] : std::abs(q[j]));
+    }
+    const T s = dual > alpha ? alpha / dual : T(1);
+    const T r2 = std::max(xx - zc0 - zq, T(0));
+    const T gap = T(0.5) * (1 - s) * (1 - s) * r2 + alpha * l1 - s * zq;
+    return std::max(gap, T(0)) / std::max(T(0.5) * xx, std::numeric_limits<T>::min());
+  };
+  exact_q();
+  converged = 0;
+  int64_t sweep = 0;
+  while (sweep < max_sweeps) {
+    ++sweep;
+    for (int64_t j = 0; j < m; ++j) {
+      const T gjj = G[j * m + j];
+      if (!(gjj > 0)) continue;
+      const T t = q[j] + gjj * z[j];
+      T v = positive ? std::max(t - alpha, T(0)) : (t > alpha ? t - alpha : (t < -alpha ? t + alpha : T(0)));
+      v /= gjj;
+      const T dz = v - z[j];
+      if (dz == 0) continue;
+      z[j] = v;
+      const T* row = G + j * m;
+      for (int64_t l = 0; l < m; ++l) q[l] -= dz * row[l];
+    }
+    if (tol > 0 && rel_gap() <= tol) {
+      exact_q();
+      if (rel_gap() <= tol) {
+        converged = 1;
+        break;
+      }
+    }
+  }
+  return sweep;
+}
+
+}  // namespace
+
+// C0 = X D^T (n, m), G = D D^T (m, m), xx = row norms of X squared (n,), Z (n, m) the warm start, updated
+// in place; all contiguous CPU tensors of one floating dtype. Returns (sweeps, converged) per sample.
+std::vector<torch::Tensor> cyclic_cd(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, torch::Tensor Z,
+                                     double alpha, bool positive, int64_t max_sweeps, double tol) {
+  TORCH_CHECK(C0.device().is_cpu() && Z.is_contiguous() && C0.is_contiguous() && G.is_contiguous(),
+              "cyclic_cd runs on contiguous CPU tensors");
+  const int64_t n = C0.size(0), m = C0.size(1);
+  auto sweeps = torch::zeros({n}, C0.options().dtype(torch::kInt64));
+  auto converged = torch::zeros({n}, C0.options().dtype(torch::kInt8));
+  AT_DISPATCH_FLOATING_TYPES(C0.scalar_type(), "cyclic_cd", [&] {
+    const scalar_t* c0 = C0.data_ptr<scalar_t>();
+    const scalar_t* g = G.data_ptr<scalar_t>();
+    const scalar_t* x2 = xx.data_ptr<scalar_t>();
+    scalar_t* z = Z.data_ptr<scalar_t>();
+    int64_t* sw = sweeps.data_ptr<int64_t>();
+    int8_t* ok = converged.data_ptr<int8_t>();
+    at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> q(m);
+      for (int64_t i = begin; i < end; ++i)
+        sw[i] = cd_sample<scalar_t>(c0 + i * m, g, m, scalar_t(alpha), positive, max_sweeps, scalar_t(tol), x2[i],
+                                    z + i * m, q.data(), ok[i]);
+    });
+  });
+  return {sweeps, converged};
+}
+
+namespace {
+
+// batch_omp: orthogonal matching pursuit on the Gram matrix (Batch-OMP, Rubinstein, Zibulevsky & Elad 2008),
+// one sample per task, as the batched torch version in solvers/greedy.py: pick the atom of largest
+// |c0 - gamma G_I|, border the Cholesky factor L of G_II, solve L L^T gamma = c0_I. Stops early as
+// scikit-learn's orthogonal_mp_gram: best atom already chosen or negligible, or linearly dependent.
+template <typename T>
+int64_t omp_sample(const T* c0, const T* G, int64_t m, int64_t k, T* z, std::vector<T>& L, std::vector<T>& r,
+                   std::vector<T>& gamma, std::vector<int64_t>& idx, std::vector<char>& chosen) {
+  const T eps = std::numeric_limits<T>::epsilon();
+  std::copy(c0, c0 + m, r.begin());
+  std::fill(chosen.begin(), chosen.end(), 0);
+  int64_t t = 0;
+  for (; t < k; ++t) {
+    int64_t j = 0;
+    T best = -1;
+    for (int64_t l = 0; l < m; ++l)
+      if (std::abs(r[l]) > best) best = std::abs(r[l]), j = l;
+    if (chosen[j] || best * best < eps) break;
+    T* row = L.data() + t * k;  // row t of L: w = L^{-1} G_Ij, then sqrt(G_jj - w.w)
+    T schur = G[j * m + j];
+    for (int64_t p = 0; p < t; ++p) {
+      T acc = G[idx[p] * m + j];
+      for (int64_t q = 0; q < p; ++q) acc -= L[p * k + q] * row[q];
+      row[p] = acc / L[p * k + p];
+      schur -= row[p] * row[p];
+    }
+    if (!(schur > eps)) break;
+    row[t] = std::sqrt(schur);
+    idx[t] = j;
+    chosen[j] = 1;
+    for (int64_t p = 0; p <= t; ++p) {  // L y = c0_I
+      T acc = c0[idx[p]];
+      for (int64_t q = 0; q < p; ++q) acc -= L[p * k + q] * gamma[q];
+      gamma[p] = acc / L[p * k + p];
+    }
+    for (int64_t p = t; p >= 0; --p) {  // L^T gamma = y
+      T acc = gamma[p];
+      for (int64_t q = p + 1; q <= t; ++q) acc -= L[q * k + p] * gamma[q];
+      gamma[p] = acc / L[p * k + p];
+    }
+    std::copy(c0, c0 + m, r.begin());
+    for (int64_t p = 0; p <= t; ++p) {
+      const T g = gamma[p];
+      const T* grow = G + idx[p] * m;
+      for (int64_t l = 0; l < m; ++l) r[l] -= g * grow[l];
+    }
+  }
+  for (int64_t p = 0; p < t; ++p) z[idx[p]] = gamma[p];
+  return t;
+}
+
+}  // namespace
+
+// C0 = X D^T (n, m), G = D D^T (m, m), contiguous CPU tensors of one floating dtype; k atoms at most.
+// Returns the codes and the steps taken per sample.
+std::vector<torch::Tensor> batch_omp(torch::Tensor C0, torch::Tensor G, int64_t k) {
+  TORCH_CHECK(C0.device().is_cpu() && C0.is_contiguous() && G.is_contiguous(), "batch_omp runs on contiguous CPU tensors");
+  const int64_t n = C0.size(0), m = C0.size(1);
+  auto Z = torch::zeros_like(C0);
+  auto steps = torch::zeros({n}, C0.options().dtype(torch::kInt64));
+  AT_DISPATCH_FLOATING_TYPES(C0.scalar_type(), "batch_omp", [&] {
+    const scalar_t* c0 = C0.data_ptr<scalar_t>();
+    const scalar_t* g = G.data_ptr<scalar_t>();
+    scalar_t* z = Z.data_ptr<scalar_t>();
+    int64_t* st = steps.data_ptr<int64_t>();
+    at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> L(k * k), r(m), gamma(k);
+      std::vector<int64_t> idx(k);
+      std::vector<char> chosen(m);
+      for (int64_t i = begin; i < end; ++i)
+        st[i] = omp_sample<scalar_t>(c0 + i * m, g, m, k, z + i * m, L, r, gamma, idx, chosen);
+    });
+  });
+  return {Z, steps};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("lasso_path", &lasso_path, "Lasso homotopy per sample (CPU)");
+  module.def("cyclic_cd", &cyclic_cd, "Cyclic coordinate descent on the Gram matrix per sample (CPU)");
+  module.def("batch_omp", &batch_omp, "Batch OMP on the Gram matrix per sample (CPU)");
   module.def("bcd_sweep", &bcd_sweep, "One block-coordinate sweep over the atoms, in place (CPU)");
 }

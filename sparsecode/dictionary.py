@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ._extension import compiled_kernels
 from .device import draw_device
 from .penalties import make_penalty
 from .prox import normalize_rows_, project_rows_to_ball
 from .solvers.encode import solve_lasso
+from .training.distributed import broadcast_, check_process_group, pad_rows, sum_over_ranks
 
 __all__ = [
     "OnlineDictionaryState",
@@ -142,7 +144,7 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
                            batch_size: int, algorithm: str = "auto", positive_code: bool = False,
                            positive_dict: bool = False, max_iter: int = 1000, tol: float = 1e-4,
                            generator: torch.Generator | None = None, groups=None,
-                           pools=None) -> torch.Tensor:
+                           pools=None, distributed: bool = False) -> torch.Tensor:
     """Code one minibatch, update the statistics and the dictionary (in place).
 
     ``alpha`` is the penalty's strength; ``groups`` (group index per atom) gives the group lasso, and
@@ -151,21 +153,35 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
 
     Returns the minibatch's mean lasso energy (a 0-d tensor) at the codes found before the update (for
     the latent group lasso, with the latent norm of the lifted solution).
+
+    With ``distributed`` (a ``torch.distributed`` process group, every rank calling with its own
+    minibatch of nominal size ``batch_size``), the statistics and the cost are summed over the ranks and
+    every rank applies the same update: one process on the union of the minibatches. The dictionary
+    is rank 0's before the first step and after every update (redrawn atoms come from its minibatch).
     """
+    if distributed and state.n_steps == 0:
+        broadcast_([D])
     penalty = make_penalty(positive=positive_code, groups=groups, pools=pools)
     res = solve_lasso(X, D, alpha, penalty=penalty, algorithm=algorithm, max_iter=max_iter, tol=tol)
     Z = res.code
     R = X - Z @ D
-    cost = (0.5 * (R * R).sum(-1) + penalty.solution_value(res, alpha)).mean()
+    n = X.shape[0]
+    cost = (0.5 * (R * R).sum(-1) + penalty.solution_value(res, alpha)).sum()
+    ZZ, ZX = Z.T @ Z, Z.T @ X
+    if distributed:
+        ZZ, ZX, cost, n = sum_over_ranks([ZZ, ZX, cost, cost.new_tensor(float(n))])
+        batch_size *= dist.get_world_size()
+    cost = cost / n
     step = state.n_steps
     # scikit-learn's forgetting factor (MiniBatchDictionaryLearning._update_inner_stats).
     theta = (step + 1) * batch_size if step < batch_size - 1 else batch_size**2 + step + 1 - batch_size
     beta = (theta + 1 - batch_size) / (theta + 1)
-    n = X.shape[0]
-    state.A.mul_(beta).add_(Z.T @ Z / n)
-    state.B.mul_(beta).add_(Z.T @ X / n)
+    state.A.mul_(beta).add_(ZZ / n)
+    state.B.mul_(beta).add_(ZX / n)
     state.n_steps += 1
     update_dictionary(D, state.A, state.B, positive=positive_dict, X=X, generator=generator)
+    if distributed:
+        broadcast_([D])
     return cost
 
 
@@ -277,7 +293,9 @@ def learn_dictionary_online(
         Print one line per pass (cost and time) and one when stopping early.
     step_options : mapping, optional
         Further keyword arguments of :func:`online_dictionary_step` (solver, positivity, penalty
-        structure); ``batch_size`` and ``generator`` are set here.
+        structure); ``batch_size`` and ``generator`` are set here. ``distributed=True`` learns with
+        the other ranks of the ``torch.distributed`` process group, each on its own ``X`` (padded to the
+        largest by repeating rows): one process on the concatenated minibatches.
 
     Returns
     -------
@@ -293,12 +311,16 @@ def learn_dictionary_online(
     >>> res.n_steps, res.n_passes, bool((D.norm(dim=1) <= 1 + 1e-12).all())
     (8, 2, True)
     """
+    options = step_options or {}
+    if options.get("distributed"):
+        check_process_group("allreduce")
+        (X,) = pad_rows((X,))
     n = X.shape[0]
     batch_size = min(batch_size, n)
     steps_per_pass = math.ceil(n / batch_size)
     n_steps = max_iter * steps_per_pass
-    rules = _StoppingRules(n, batch_size, tol, max_no_improvement)
-    options = step_options or {}
+    world = dist.get_world_size() if options.get("distributed") else 1
+    rules = _StoppingRules(n * world, batch_size * world, tol, max_no_improvement)
     start, done, interrupted, order = time.perf_counter(), 0, False, None
     try:
         for step in range(n_steps):

@@ -14,7 +14,7 @@ import torch
 
 from .penalties import L1, Penalty, check_alpha
 
-__all__ = ["lasso_energy", "relative_gap", "duality_gap"]
+__all__ = ["lasso_energy", "relative_gap", "duality_gap", "relative_residual"]
 
 
 def lasso_energy(
@@ -90,3 +90,16 @@ def duality_gap(
     """
     R = torch.addmm(X, Z, D, alpha=-1)
     return relative_gap(X, Z, R, lambda V: V @ D.T, alpha, L1() if penalty is None else penalty)
+
+
+def relative_residual(X: torch.Tensor, Z: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``||x - zD||^2 / ||x||^2``: what the greedy solvers (OMP, LARS) report as their gap.
+
+    Examples
+    --------
+    >>> relative_residual(torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.eye(2))
+    tensor([0.2500])
+    """
+    R = torch.addmm(X, Z, D, alpha=-1)
+    tiny = torch.finfo(X.dtype).tiny
+    return (R * R).sum(1) / (X * X).sum(1).clamp(min=tiny)

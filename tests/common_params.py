@@ -21,6 +21,8 @@ CHECK_PARAMS = {
                             device="cpu"),
     "ConvSparseAutoencoder": dict(n_components=2, kernel_size=2, max_iter=2, batch_size=32,
                                   inference_max_iter=10, random_state=0, device="cpu"),
+    "ConvDictionaryLearning": dict(n_components=2, kernel_size=2, max_iter=2, coding_max_iter=50,
+                                   transform_tol=1e-3, random_state=0, device="cpu"),
     "DrSAE": dict(n_components=8, n_layers=3, alpha=0.01, pretrain_iter=1, max_iter=10, batch_size=64,
                   optimizer="adam", learning_rate=0.05, random_state=0, device="cpu"),
     "LISTA": dict(dictionary=DictionaryLearning(n_components=4, alpha=0.1, max_iter=2, batch_size=16,

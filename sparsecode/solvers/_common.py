@@ -7,9 +7,10 @@ from typing import NamedTuple
 
 import torch
 
+from ..objectives import duality_gap
 from ..penalties import L1, Penalty, check_alpha
 
-__all__ = ["SolveResult", "check_problem", "default_chunk_size", "in_chunks", "zero_result"]
+__all__ = ["SolveResult", "check_problem", "default_chunk_size", "in_chunks", "chunked_gap", "zero_result"]
 
 
 class SolveResult(NamedTuple):
@@ -74,12 +75,39 @@ def default_chunk_size(row_size: int, device: torch.device | None = None, min_ro
 def in_chunks(solve: Callable[..., tuple], chunk: int, *arrays: torch.Tensor) -> tuple:
     """``solve`` on consecutive chunks of ``chunk`` rows of ``arrays`` (at least one row).
 
-    Returns ``solve``'s outputs over the whole batch: tensors concatenated along rows, integers (iteration
-    counts) as their maximum.
+    Returns ``solve``'s outputs over the whole batch: tensors gathered along rows, integers (iteration
+    counts) as their maximum. Each chunk's tensors are written into outputs allocated once for the whole
+    batch (a single chunk's are returned as they are), so the peak memory is the outputs plus one chunk's.
     """
     n = arrays[0].shape[0]
-    parts = zip(*(solve(*(a[s:s + chunk] for a in arrays)) for s in range(0, n, chunk)))
-    return tuple(torch.cat(p) if isinstance(p[0], torch.Tensor) else max(p) for p in parts)
+    out = None
+    for s in range(0, max(n, 1), chunk):
+        part = solve(*(a[s:s + chunk] for a in arrays))
+        if out is None:
+            if part and isinstance(part[0], torch.Tensor) and part[0].shape[0] == n:
+                return tuple(part)
+            out = [p.new_empty((n, *p.shape[1:])) if isinstance(p, torch.Tensor) else p for p in part]
+        for i, p in enumerate(part):
+            if isinstance(p, torch.Tensor):
+                out[i][s:s + p.shape[0]] = p
+            else:
+                out[i] = max(out[i], p)
+    return tuple(out)
+
+
+def chunked_gap(X: torch.Tensor, Z: torch.Tensor, D: torch.Tensor, alpha: float, penalty: Penalty) -> torch.Tensor:
+    """:func:`~sparsecode.objectives.duality_gap` of the codes ``Z`` measured in float64, chunk by chunk.
+
+    Chunks keep the (n, n_components) temporaries small; float64 keeps the gap of float32 codes from
+    being float32's rounding of it (which alone can exceed ``1e-6`` in coherent dictionaries).
+    """
+    chunk = default_chunk_size(max(D.shape), X.device, min_rows=256)
+    D64, pen64 = D.double(), penalty.to(D.double())
+
+    def gap(Xc, Zc):
+        return (duality_gap(Xc.double(), Zc.double(), D64, alpha, pen64).to(X.dtype),)
+
+    return in_chunks(gap, chunk, X, Z)[0]
 
 
 def zero_result(Z: torch.Tensor) -> SolveResult:

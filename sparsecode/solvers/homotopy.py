@@ -16,13 +16,14 @@ many steps as its code has non-zeros, where proximal-gradient methods need hundr
 settle the support of codes in a coherent dictionary.
 
 On the CPU each sample follows its path in compiled code (``sparsecode/cpu_kernels.cpp``, samples in
-parallel over torch's threads). Elsewhere, or where that cannot be built, the batch takes its steps
-together in torch: ``a`` is a weighted sum of the active rows of ``G`` (``embedding_bag``), and each
-sample's inverse Gram matrix :math:`G_{AA}^{-1}` is updated by a rank-one (bordering) formula, held in
-slots padded to the largest active set so that joins and leaves are masked updates; samples that have
-arrived leave the batch. Both check the duality gap at the end: a sample whose path broke down (a
-singular active Gram matrix, too many steps) or whose gap is above ``tol`` (rounding accumulates along
-the path) is finished by FISTA from where the path left it.
+parallel over torch's threads), in float64 whatever the data's dtype (a float32 path loses digits in
+proportion to the conditioning of the active Gram matrix). Elsewhere, or where that cannot be built, the
+batch takes its steps together in torch: ``a`` is a weighted sum of the active rows of ``G``
+(``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is updated by a rank-one
+(bordering) formula, held in slots padded to the largest active set so that joins and leaves are masked
+updates; samples that have arrived leave the batch. Both check the duality gap at the end: a sample whose
+path broke down (a singular active Gram matrix, too many steps) or whose gap is above ``tol`` (rounding
+accumulates along the path) is finished by FISTA from where the path left it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from __future__ import annotations
 import torch
 
 from .._extension import compiled_kernels
-from ..objectives import duality_gap
+from ..objectives import duality_gap, relative_residual
 from ..penalties import L1
-from ._common import SolveResult, check_problem, default_chunk_size, in_chunks, zero_result
+from ._common import SolveResult, check_problem, chunked_gap, default_chunk_size, in_chunks, zero_result
 from .ista import fista
 
-__all__ = ["homotopy"]
+__all__ = ["homotopy", "lars"]
 
 
 def _argmax_rows_(h: torch.Tensor, descending: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,8 +140,12 @@ class _Path:
 
 
 def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float, positive: bool,
-                max_steps: int):
-    """Follow the path of every sample of ``X`` down to ``alpha``; returns (codes, steps, arrived mask)."""
+                max_steps: int, max_active: int | None = None):
+    """Follow the path of every sample of ``X`` down to ``alpha``; returns (codes, steps, arrived mask).
+
+    With ``max_active``, the LARS path of ``max_active`` steps as scikit-learn's ``lars_path(method="lar")``
+    takes it: no atom leaves; a coefficient that crosses zero flips its sign and the step's join is skipped.
+    """
     n, m = X.shape[0], D.shape[0]
     max_slots = min(m, D.shape[1])
     Gpad = torch.nn.functional.pad(G, (0, 1, 0, 1))  # the dummy atom m: zero Gram row and column
@@ -177,18 +182,33 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
         h.scatter_(1, banned, torch.where(p.banned.unsqueeze(1) >= 0, 0.0, h.gather(1, banned)))
         h_join, j = _argmax_rows_(h, descending)
         g_join = torch.where(h_join > 0, 1 / h_join, float("inf"))
-        g_leave, q = torch.where(p.z * p.d < 0, -p.z / p.d, float("inf")).min(1)
+        ratio = torch.where(p.z * p.d < 0, -p.z / p.d, float("inf"))
+        g_leave, q = ratio.min(1)
         g_stop = p.lam - alpha
+        if max_active is not None:  # LARS: the crossing coefficients flip their signs
+            flipped = p.running & (g_leave < torch.minimum(g_join, g_stop))
+            p.s = torch.where(flipped.unsqueeze(1) & (ratio == g_leave.unsqueeze(1)), -p.s, p.s)
+            g_leave = torch.full_like(g_leave, float("inf"))
         gamma = torch.minimum(torch.minimum(g_join, g_leave), g_stop).masked_fill_(~p.running, 0)
         p.z.addcmul_(p.d, gamma.unsqueeze(1))
         p.c.addcmul_(a, gamma.unsqueeze(1), value=-1)
         p.lam = p.lam - gamma
+        if max_active is not None and bool(flipped.any()):  # the next direction follows the new signs
+            p.d = (p.M @ p.s.unsqueeze(2)).squeeze(2)
         stop = p.running & (g_stop <= torch.minimum(g_join, g_leave))
         leave = p.running & ~stop & (g_leave < g_join)
         join = p.running & ~stop & ~leave
         p.banned.fill_(-1)
         if bool(leave.any()):
             p.leave(leave, q)
+        if max_active is not None:  # LARS: max_active steps; after a flip the joining atom waits one step
+            stop = stop | (p.running & (step >= max_active))
+            join = join & ~stop
+            p.banned = torch.where(join & flipped, j, p.banned)
+            join = join & ~flipped
+            # the largest inactive correlation joins and sets the level (it may have passed it while banned)
+            top, j = torch.where(p.free > 0, p.c if positive else p.c.abs(), -1.0).max(1)
+            p.lam = torch.where(join, top, p.lam)
         if bool(join.any()):
             full = join & (p.size == p.idx.shape[1])
             if bool(full.any()):
@@ -211,6 +231,37 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
     arrived &= ~failed
     out[p.rows] = out.new_zeros((p.rows.numel(), m + 1)).scatter_(1, p.idx, p.z)
     return out[:, :m], steps, arrived
+
+
+def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool, max_steps: int,
+                  chunk_size: int | None, max_active: int | None = None, penalty: L1 | None = None):
+    """Every sample's path (compiled on the CPU, :func:`_path_chunk` elsewhere): (codes, steps, arrived),
+    and with ``penalty`` the relative duality gaps of the path's codes in the precision it ran in."""
+    m = D.shape[0]
+    # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
+    chunk = chunk_size or 2 * default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
+    compiled = compiled_kernels() if X.device.type == "cpu" else None
+    kmax = min(m, D.shape[1])
+    # The compiled path runs in float64 whatever the data: a float32 path loses digits in proportion to the
+    # active Gram matrix's conditioning (relative gaps of 1e-4 on dense codes in coherent atoms, 1e-6 in
+    # float64 rounded back to float32), for about a quarter more time.
+    Dp = D if compiled is None else D.double()
+    G = Dp @ Dp.T
+
+    def follow_path(Xc):
+        if compiled is None:
+            Zc, it, arrived = _path_chunk(Xc, D, G, alpha, positive, max_steps, max_active)
+        else:
+            lar = max_active is not None
+            Zc, it, status = compiled.lasso_path(Xc.double() @ Dp.T, G, alpha, positive, max_steps, kmax, lar,
+                                                 max_active if lar else kmax)
+            it, arrived = int(it.max()), status == 1
+        if penalty is None:
+            return Zc.to(X.dtype), it, arrived
+        gap = duality_gap(Xc.to(Zc.dtype), Zc, Dp, alpha, penalty).to(X.dtype)
+        return Zc.to(X.dtype), it, arrived, gap
+
+    return in_chunks(follow_path, chunk, X)
 
 
 def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L1 | None = None,
@@ -259,20 +310,10 @@ def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L
     if n == 0:
         return zero_result(X.new_zeros((n, m)))
     positive = penalty.positive
-    G = D @ D.T
-    # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
-    chunk = chunk_size or 2 * default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
-    compiled = compiled_kernels() if X.device.type == "cpu" else None
-
-    def follow_path(Xc):
-        if compiled is None:
-            return _path_chunk(Xc, D, G, alpha, positive, max_iter)
-        Zc, it, status = compiled.lasso_path(Xc @ D.T, G, alpha, positive, max_iter, min(m, D.shape[1]))
-        return Zc, int(it.max()), status == 1
-
-    Z, steps, arrived = in_chunks(follow_path, chunk, X)
-    gap = duality_gap(X, Z, D, alpha, penalty)
-    converged = arrived & (gap <= tol) if tol > 0 else arrived
+    Z, steps, arrived, path_gap = _follow_paths(X, D, alpha, positive, max_iter, chunk_size, penalty=penalty)
+    # converged: the path's solution, before its rounding to float32 (which FISTA in float32 cannot undo)
+    converged = arrived & (path_gap <= tol) if tol > 0 else arrived
+    gap = chunked_gap(X, Z, D, alpha, penalty) if X.dtype != torch.float64 else path_gap
     rest = torch.nonzero(~converged).squeeze(1)
     if rest.numel():  # a broken path, too few steps, or rounding: FISTA finishes from where it stopped
         start = torch.nan_to_num(Z[rest], nan=0.0, posinf=0.0, neginf=0.0)
@@ -281,3 +322,41 @@ def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L
         Z[rest], gap[rest], converged[rest] = res.code, res.gap, res.converged
         steps += res.n_iter
     return SolveResult(Z, steps, converged, gap)
+
+
+def lars(X: torch.Tensor, D: torch.Tensor, n_nonzero_coefs: int, *, chunk_size: int | None = None) -> SolveResult:
+    """Least angle regression (LARS, Efron et al. 2004) stopped at ``n_nonzero_coefs`` atoms, batched.
+
+    The homotopy's path without its one lasso rule (an active coefficient that reaches zero leaves): every
+    sample moves along the equiangular direction of its active atoms until ``n_nonzero_coefs`` are active
+    and the next one would join, or down to the least-squares solution on them. These are the codes of
+    scikit-learn's ``Lars(n_nonzero_coefs=k, fit_intercept=False)`` (``sparse_encode(algorithm="lars")``).
+
+    Parameters
+    ----------
+    X, D
+        Samples (rows) and dictionary (rows are atoms), as in :func:`homotopy`.
+    n_nonzero_coefs : int
+        Active atoms at most, >= 1 (and at most ``min(n_components, n_features)`` take part).
+    chunk_size : int, optional
+        Samples per chunk, as in :func:`homotopy`.
+
+    Returns
+    -------
+    SolveResult
+        ``converged`` is False where a path broke down (linearly dependent atoms); ``gap`` holds the
+        relative residual ``||x - zD||^2 / ||x||^2``, the quantity LARS reduces.
+
+    Examples
+    --------
+    >>> lars(torch.tensor([[2.0, 0.5, -3.0]]), torch.eye(3), 2).code
+    tensor([[ 1.5000,  0.0000, -2.5000]])
+    """
+    check_problem(X, D, 0.0, None, None)
+    if n_nonzero_coefs < 1:
+        raise ValueError(f"n_nonzero_coefs must be at least 1, got {n_nonzero_coefs}.")
+    n, m = X.shape[0], D.shape[0]
+    if n == 0:
+        return zero_result(X.new_zeros((n, m)))
+    Z, steps, arrived = _follow_paths(X, D, 0.0, False, n_nonzero_coefs + 1, chunk_size, int(n_nonzero_coefs))
+    return SolveResult(Z, steps, arrived, relative_residual(X, Z, D))

@@ -165,17 +165,18 @@ def fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Pena
     n, m = X.shape[0], D.shape[0]
     if n == 0 or L <= 0:  # no sample, or an all-zero dictionary: the zero code is optimal
         return outer.unlift(zero_result(X.new_zeros((n, m))))
-    Z0 = X.new_zeros((n, m)) if z0 is None else z0.to(X)
     step = 1.0 / L
     G = D @ D.T if m < 2 * D.shape[1] else None
     polish = polish and isinstance(penalty, L1)
     chunk = chunk_size or default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
 
-    def solve(Xc, Zc):
+    def solve(Xc, Zc=None):  # without a warm start, each chunk starts from its own zeros
+        Zc = Xc.new_zeros((Xc.shape[0], m)) if Zc is None else Zc
         return _prox_grad_chunk(Xc, Zc, D, G, alpha, penalty, step, max_iter, tol, momentum, restart,
                                 check_every, polish)
 
-    return outer.unlift(SolveResult(*in_chunks(solve, chunk, X, Z0)))
+    starts = (X,) if z0 is None else (X, z0.to(X))
+    return outer.unlift(SolveResult(*in_chunks(solve, chunk, *starts)))
 
 
 def ista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,

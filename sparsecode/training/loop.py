@@ -36,10 +36,14 @@ ASGD starts its average after one pass and keeps the averaged weights; torch's o
 no-ops. ``context`` (a :class:`~sparsecode.training.optim.hooks.TrainContext`) holds the module,
 ``loss_fn``, ``residual_fn``, the training data, the parameters, the generator and the steps per pass.
 
-Safety: the loss and the parameters are checked once per pass (one host sync); a non-finite value
-restores the parameters of the previous pass and raises :class:`DivergenceError`. Ctrl-C stops the
-fit, keeps the current parameters when finite (else the previous pass's) and reports
-``interrupted=True``.
+Safety: the loss and the parameters are checked once per pass (one host sync). The fit has diverged
+when they become non-finite or when the mean loss of a pass, or the loss of its first step, exceeds
+``DIVERGENCE_GROWTH`` times the loss of the call's first step (the loss at its starting parameters), or
+times the data's energy ``0.5 * mean ||x||^2`` when that is larger (a start already near zero).
+It then restores the last parameters whose loss was sane (the start of the pass when its first step
+was, else the start of the previous pass) and raises :class:`DivergenceError`, which blames the data
+when they (or their squares) overflow the dtype and the rate otherwise. Ctrl-C stops the fit, keeps
+the current parameters when sane (else the last sane ones) and reports ``interrupted=True``.
 """
 
 from __future__ import annotations
@@ -52,11 +56,15 @@ import torch
 
 from ._common import random_rows, trainable
 from ._progress import Progress
+from .distributed import Distributed, make_distributed
 from .optim import TrainContext, estimate_max_learning_rate, hooks_of, make_optimizer, optimizer_factory
 from .schedules import InverseDecayLR
 from .state import DivergenceError, TrainResult, TrainState
 
-__all__ = ["fit_module"]
+__all__ = ["fit_module", "DIVERGENCE_GROWTH", "data_overflow"]
+
+DIVERGENCE_GROWTH = 1e6
+"""A loss this many times the starting loss of a call (or non-finite) counts as divergence."""
 
 
 def _check_data(data: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -103,8 +111,10 @@ def _rebind(optimizer: torch.optim.Optimizer, groups: list[dict]) -> torch.optim
     return fresh
 
 
-def _build(optimizer, groups: list[dict], learning_rate, options: dict | None, context: TrainContext):
+def _build(optimizer, groups: list[dict], learning_rate, options: dict | None, context: TrainContext,
+           distributed: Distributed):
     """Create the optimizer with its real rates, ``"auto"`` resolved first; returns (optimizer, base rate)."""
+    optimizer, options = distributed.local_optimizer(optimizer, dict(options or {}))
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer, float(optimizer.param_groups[0]["lr"])
     options, preconditioner = hooks_of(optimizer_factory(optimizer)).prepare(context, dict(options or {}))
@@ -113,7 +123,7 @@ def _build(optimizer, groups: list[dict], learning_rate, options: dict | None, c
             context.module, context.loss_fn, context.train, optimizer=optimizer, params=context.params,
             momentum=options.get("momentum", 0.9), preconditioner=preconditioner, generator=context.generator,
         ).learning_rate
-    learning_rate = float(learning_rate)
+    learning_rate = distributed.agree(float(learning_rate))
     torch_groups = [{"params": g["params"], "lr": learning_rate * g["lr_scale"]} for g in groups]
     return make_optimizer(optimizer, torch_groups, learning_rate, **options), learning_rate
 
@@ -128,16 +138,50 @@ def _mean_loss(module, loss_fn, data, batch_size) -> float:
     return float(total / n)
 
 
-def _all_finite(loss_sum: torch.Tensor, params: list[torch.Tensor]) -> bool:
-    checks = torch.stack([torch.isfinite(loss_sum)] + [torch.isfinite(p).all() for p in params])
-    return bool(checks.all())
+def _sane(losses: list[torch.Tensor], params: list[torch.Tensor], limit: torch.Tensor) -> list[bool]:
+    """For each loss: finite and at most ``limit``; and last, whether every parameter is finite (one sync)."""
+    checks = [torch.isfinite(v) & (v <= limit) for v in losses]
+    checks.append(torch.stack([torch.isfinite(p).all() for p in params]).all())
+    return torch.stack(checks).tolist()
 
 
-def _divergence(module, loss_fn, train, optimizer, learning_rate, epoch, generator):
+def data_overflow(data: Sequence[torch.Tensor]) -> str | None:
+    """Why floating ``data`` cannot be trained on in their dtype (non-finite values, or a sum of squares
+    beyond its range), or None.
+
+    Parameters
+    ----------
+    data : sequence of tensors
+        The training tensors (dim 0 samples); non-floating ones are skipped.
+
+    Returns
+    -------
+    str or None
+        A sentence naming the dtype and the remedy (float64 or rescaling), or None when they fit.
+    """
+    for t in data:
+        if not t.is_floating_point() or t.numel() == 0:
+            continue
+        info = torch.finfo(t.dtype)
+        peak = float(t.abs().max())
+        if not math.isfinite(peak):
+            return f"the data hold non-finite values in {t.dtype}"
+        if peak > math.sqrt(info.max / t.numel()):
+            return (f"the data reach {peak:.3g}: their sum of squares overflows {t.dtype} (max {info.max:.3g}); "
+                    f"rescale them{' or pass float64' if t.dtype != torch.float64 else ''}")
+    return None
+
+
+def _divergence(module, loss_fn, train, params, optimizer, learning_rate, epoch, generator):
     name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
+    overflow = data_overflow(train)
+    if overflow is not None:
+        return DivergenceError(
+            f"The training loss became non-finite in pass {epoch + 1}: {overflow}. The parameters were "
+            f"restored to the last sane state.", learning_rate, None, cause="data")
     try:
         est = estimate_max_learning_rate(
-            module, loss_fn, train, optimizer=name if isinstance(optimizer, str) else "sgd",
+            module, loss_fn, train, optimizer=name if isinstance(optimizer, str) else "sgd", params=params,
             n_iter=30, tol=1e-3, n_samples=1024, generator=generator,
         )
         suggested = est.learning_rate
@@ -146,11 +190,12 @@ def _divergence(module, loss_fn, train, optimizer, learning_rate, epoch, generat
         suggested = None
         hint = f"the power-method estimate failed ({exc})"
     message = (
-        f"The training loss became non-finite in pass {epoch + 1} with optimizer={name!r} and "
-        f"learning_rate={learning_rate:.4g}; the parameters were restored to the last finite "
-        f"state. At those parameters {hint}: lower learning_rate or use learning_rate='auto'."
+        f"The training loss diverged (non-finite, or {DIVERGENCE_GROWTH:.0e} times its starting value) in "
+        f"pass {epoch + 1} with optimizer={name!r} and learning_rate={learning_rate:.4g}; the parameters "
+        f"were restored to the last sane state. At those parameters {hint}: lower learning_rate or use "
+        f"learning_rate='auto'."
     )
-    return DivergenceError(message, learning_rate, suggested)
+    return DivergenceError(message, learning_rate, suggested, cause="learning_rate")
 
 
 def fit_module(
@@ -176,6 +221,7 @@ def fit_module(
     state: TrainState | None = None,
     max_steps: int | None = None,
     lr_decay: float = 0.0,
+    distributed=None,
 ) -> TrainResult:
     """Train ``module`` by minimizing ``loss_fn`` over ``data`` (see the module doc).
 
@@ -220,6 +266,9 @@ def fit_module(
     lr_decay : float, default=0.0
         Torch7's ``learningRateDecay`` in samples: step ``t`` uses ``rate / (1 + lr_decay * n_t)``
         in every group (``lr_scale`` kept), ``n_t`` the samples seen before it in all calls.
+    distributed : {"allreduce", "easgd", "eamsgd"}, Distributed or None, default=None
+        Train with the other ranks of the ``torch.distributed`` process group, each on its own shard
+        ``data`` (:mod:`sparsecode.training.distributed`); None: this process alone.
 
     Returns
     -------
@@ -229,7 +278,8 @@ def fit_module(
     Raises
     ------
     DivergenceError
-        When the loss or the parameters become non-finite.
+        When the loss or the parameters become non-finite, or the loss grows beyond
+        ``DIVERGENCE_GROWTH`` times its starting value.
 
     Examples
     --------
@@ -245,10 +295,12 @@ def fit_module(
     if not (lr_decay >= 0.0 and math.isfinite(lr_decay)):
         raise ValueError(f"lr_decay must be a finite number >= 0, got {lr_decay}.")
     train, valid = _split(data, early_stopping, validation_fraction, generator)
-    n_train = train[0].shape[0]
-    batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
     groups = _groups(module, param_groups)
     params = _flat(groups)
+    distributed = make_distributed(distributed)
+    train = distributed.begin(train, params)
+    n_train = train[0].shape[0]
+    batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
     context = TrainContext(module, loss_fn, residual_fn, train, params, generator, math.ceil(n_train / batch_size))
     state = TrainState() if state is None else state
     if state.no_improvement_count > n_iter_no_change:
@@ -258,7 +310,8 @@ def fit_module(
         if max_iter == 0 or max_steps == 0:  # nothing to train: "auto" stays unresolved (nan)
             result.learning_rate = math.nan if learning_rate == "auto" else float(learning_rate)
             return result
-        state.optimizer, state.learning_rate = _build(optimizer, groups, learning_rate, optimizer_params, context)
+        state.optimizer, state.learning_rate = _build(optimizer, groups, learning_rate, optimizer_params, context,
+                                                      distributed)
     else:
         state.optimizer = _rebind(state.optimizer, groups)
     opt = state.optimizer
@@ -268,14 +321,24 @@ def fit_module(
     hooks.use_average(False)
     was_training = module.training
     module.train()
-    good = [p.detach().clone() for p in params]
-    loss_sum = params[0].new_zeros(())
-    steps = 0
+    good = [p.detach().clone() for p in params]  # the start of the current pass
+    older = [p.detach().clone() for p in params]  # the start of the previous pass
+    loss_sum = first = params[0].new_zeros(())
+    limit = params[0].new_full((), math.inf)
+    # a start that is already near zero measures growth against the data's own energy instead
+    floor = 0.5 * train[0].detach().to(params[0]).square().sum() / max(n_train, 1)
+    steps = n_seen = 0
+
+    def restore_sane(checks: list[bool]) -> None:
+        """Back to the start of the pass if its first step's loss was sane, else of the previous pass."""
+        with torch.no_grad():
+            torch._foreach_copy_(params, good if checks[1] else older)
 
     def closure():
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(module, *batch)
         loss.backward()
+        distributed.after_backward(params, batch[0].shape[0])
         return loss
 
     try:
@@ -294,10 +357,15 @@ def fit_module(
                 if steps:  # after the previous step, as in torch; the groups keep the last step's rates
                     schedule.step()
                 loss = opt.step(closure)
+                if steps == 0:  # the loss at the call's starting parameters sets the divergence limit
+                    limit = DIVERGENCE_GROWTH * torch.maximum(loss.detach().abs(), floor)
+                if n_seen == 0:
+                    first = loss.detach()
                 state.n_samples_seen += m
                 if projection is not None:
                     with torch.no_grad():
                         projection(module)
+                distributed.after_step(params)
                 loss_sum = loss_sum + loss.detach() * m
                 n_seen += m
                 steps += 1
@@ -306,12 +374,15 @@ def fit_module(
                     bar.update()
             if bar is not None:
                 bar.close()
-            if not _all_finite(loss_sum, params):
-                with torch.no_grad():
-                    torch._foreach_copy_(params, good)
-                raise _divergence(module, loss_fn, train, optimizer, state.learning_rate,
+            loss_sum, n_seen = distributed.end_pass(loss_sum, n_seen)
+            checks = _sane([loss_sum / n_seen, first], params, limit)
+            checks = distributed.all_true(checks)  # every rank takes the same decision
+            if not all(checks):
+                restore_sane(checks)
+                raise _divergence(module, loss_fn, train, params, optimizer, state.learning_rate,
                                   state.epoch, generator)
             with torch.no_grad():
+                torch._foreach_copy_(older, good)
                 torch._foreach_copy_(good, params)
             mean = float(loss_sum) / n_seen
             state.epoch += 1
@@ -322,7 +393,7 @@ def fit_module(
             if valid is not None:
                 hooks.use_average(True)
                 module.eval()
-                monitored = _mean_loss(module, loss_fn, valid, batch_size)
+                monitored = distributed.average(_mean_loss(module, loss_fn, valid, batch_size))
                 module.train()
                 state.validation_scores.append(-monitored)
                 result.validation_scores.append(-monitored)
@@ -343,13 +414,16 @@ def fit_module(
                 break
     except KeyboardInterrupt:
         result.interrupted = True
-        if not _all_finite(loss_sum, params):
-            with torch.no_grad():
-                torch._foreach_copy_(params, good)
+        checks = _sane([loss_sum / max(n_seen, 1), first], params, limit)
+        if not all(checks):
+            restore_sane(checks)
     finally:
         module.train(was_training)
     hooks.use_average(True)
     if valid is not None and state.best_params is not None:
         with torch.no_grad():
             torch._foreach_copy_(params, state.best_params)
+    if distributed.finish(params) and projection is not None:  # EASGD's center was not projected
+        with torch.no_grad():
+            projection(module)
     return result

@@ -11,20 +11,26 @@ __all__ = ["DivergenceError", "TrainState", "TrainResult"]
 
 
 class DivergenceError(ValueError):
-    """The loss became non-finite; the message names the rate used and the power-method rate.
+    """The loss became non-finite or grew far beyond its starting value.
+
+    The message says what is to blame: the data (they overflow their dtype; it names float64 or
+    rescaling) or the rate (it names the rate used and the power-method rate).
 
     Attributes
     ----------
     learning_rate : float
     suggested_learning_rate : float or None
         What :func:`sparsecode.training.optim.estimate_max_learning_rate` gives at the restored parameters
-        (None when it could not be computed).
+        (None when it could not be computed or the data are to blame).
+    cause : {"data", "learning_rate"}
     """
 
-    def __init__(self, message: str, learning_rate: float, suggested_learning_rate: float | None):
+    def __init__(self, message: str, learning_rate: float, suggested_learning_rate: float | None,
+                 cause: str = "learning_rate"):
         super().__init__(message)
         self.learning_rate = learning_rate
         self.suggested_learning_rate = suggested_learning_rate
+        self.cause = cause
 
 
 @dataclass

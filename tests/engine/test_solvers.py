@@ -7,9 +7,16 @@ from sklearn.linear_model import Lasso
 
 from sparsecode.objectives import duality_gap, lasso_energy
 from sparsecode.penalties import L1, GroupL1
-from sparsecode.solvers import coordinate_descent, fista, ista, lipschitz_constant, sparse_encode
+from sparsecode.solvers import (
+    coordinate_descent,
+    cyclic_coordinate_descent,
+    fista,
+    ista,
+    lipschitz_constant,
+    sparse_encode,
+)
 
-SOLVERS = {"fista": fista, "ista": ista, "cd": coordinate_descent}
+SOLVERS = {"fista": fista, "ista": ista, "cd": cyclic_coordinate_descent, "cod": coordinate_descent}
 
 
 def _problem(seed, n=12, p=20, m=40, unit=True):

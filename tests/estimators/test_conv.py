@@ -15,7 +15,14 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators import ConvSparseAutoencoder, ConvSparseCoder
-from sparsecode import L1, border_weights, conv_fista, conv_lasso_energy, conv_lipschitz_constant, conv_reconstruct
+from sparsecode import (
+    L1,
+    border_weights,
+    conv_lasso_energy,
+    conv_lipschitz_constant,
+    conv_reconstruct,
+    solve_conv_lasso,
+)
 from tests.estimators.conftest import fit_quietly
 
 
@@ -38,10 +45,12 @@ def test_coder_matches_the_engine_in_every_layout(images, filters):
         filters, transform_alpha=0.4, transform_tol=1e-6, transform_max_iter=5000, device="cpu"
     )
     codes = coder.transform(images)
-    expected = conv_fista(
+    expected = solve_conv_lasso(
         torch.from_numpy(images), torch.from_numpy(filters), 0.4, tol=1e-6, max_iter=5000
     ).code
     np.testing.assert_allclose(codes, expected.flatten(1).numpy(), atol=1e-10)
+    fista = clone(coder).set_params(transform_algorithm="fista").transform(images)  # the same optimum
+    np.testing.assert_allclose(fista, codes, atol=1e-4)
     assert codes.dtype == np.float64 and codes.shape == (6, 3 * 5 * 7)
     rows = clone(coder).set_params(image_shape=(7, 8, 2))
     np.testing.assert_allclose(
@@ -70,7 +79,7 @@ def test_coder_border_weighting_and_positive_codes(images, filters):
         transform_tol=1e-6,
         device="cpu",
     )
-    expected = conv_fista(X, D, 0.3, weights=w, penalty=L1(positive=True), tol=1e-6).code
+    expected = solve_conv_lasso(X, D, 0.3, weights=w, penalty=L1(positive=True), tol=1e-6).code
     np.testing.assert_allclose(coder.transform(images), expected.flatten(1).numpy(), atol=1e-10)
 
 
@@ -198,7 +207,7 @@ def test_sgd_steps_the_encoder_at_the_rate_over_the_lipschitz_constant(digits):
         warnings.simplefilter("ignore", ConvergenceWarning)
         stepped = ConvSparseAutoencoder(max_iter=1, **params).fit(X)  # one full-batch step
     module = start._module
-    Xt = torch.from_numpy(X).view(-1, 1, 8, 8)
+    Xt = torch.from_numpy(X).view(-1, 1, 8, 8) / start.input_scale_  # the model's units
     module.training_loss(Xt).backward()
     L = conv_lipschitz_constant(
         module.decoder_weight.detach(), (8, 8), weights=border_weights((8, 8), (3, 3), like=Xt)

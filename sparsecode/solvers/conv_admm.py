@@ -1,0 +1,339 @@
+r"""The convolutional lasso by ADMM in the Fourier domain (Wohlberg, IEEE TIP 2016), batched over images.
+
+Kernels ``D (K, C, kh, kw)`` act as convolution kernels (``conv_transpose2d``, the same orientation as
+:mod:`sparsecode.convolution`; SPORCO's ``D[..., k]`` is ``D[k, 0]`` here, without a flip. A flip is
+needed only to hand the kernels to ``torch.nn.functional.conv2d``, which correlates). On the
+:math:`H \times W` grid of the images, with :math:`\hat D(f) \in \mathbb{C}^{C\times K}` the kernels'
+spectrum at frequency :math:`f`, ADMM splits :math:`z = y`:
+
+.. math::
+    z^{k+1} &= \arg\min_z \tfrac12\|x - Az\|^2 + \tfrac\rho2\|z - y^k + u^k\|^2 \;\Leftrightarrow\;
+       (\hat D^H\hat D + \rho I)\,\hat z(f) = \hat D^H\hat x(f) + \rho\,(\hat y - \hat u)(f), \\
+    y^{k+1} &= \operatorname{prox}_{\alpha\Omega/\rho}\big(\beta z^{k+1} + (1-\beta)y^k + u^k\big), \qquad
+    u^{k+1} = u^k + \beta z^{k+1} + (1-\beta)y^k - y^{k+1},
+
+with over-relaxation :math:`\beta` (``relax``). The :math:`K\times K` system per frequency is solved
+without factorisation: for one channel :math:`\hat D(f)` is a row :math:`d^T` and Sherman-Morrison gives
+:math:`\hat z = \big(b - \bar d\, d^Tb / (\rho + \|d\|^2)\big)/\rho`; for :math:`C` channels its
+multi-channel form (Woodbury) solves a :math:`C\times C` system instead,
+:math:`\hat z = \big(b - \hat D^H(\rho I + \hat D\hat D^H)^{-1}\hat D b\big)/\rho`. The penalty
+:math:`\rho` is per image and adapted every ``check_every`` iterations by balancing the relative primal
+and dual residuals (Wohlberg 2017, "ADMM penalty parameter selection by residual balancing").
+
+Boundaries (``boundary=``):
+
+* ``"circular"`` (SPORCO's ``ConvBPDN``): maps on the whole :math:`H\times W` grid, circular
+  convolution; codes ``(n, K, H, W)``.
+* ``"valid"`` (the model of :func:`~sparsecode.solvers.conv.conv_fista` and the estimators): maps of
+  ``(H-kh+1, W-kw+1)`` and the full convolution back to the image. That is the circular model with
+  the maps supported on the top-left window (the full convolution of such maps does not wrap), so it is
+  the same ADMM with the support constraint in the :math:`y`-step (prox, then zero outside the window).
+* per-pixel ``weights`` (e.g. :func:`~sparsecode.convolution.border_weights`) make the data term
+  :math:`\tfrac12\|\sqrt w\odot(x - Az)\|^2` non-diagonal in frequency; it is split off as a second
+  ADMM block :math:`r = Az` (mask decoupling, Heide et al. 2015; Wohlberg, ICIP 2016): the
+  :math:`z`-step solves :math:`(\hat D^H\hat D + I)\hat z = \hat D^H(\widehat{r - u_r}) + \widehat{y - u_y}`
+  with the same Sherman-Morrison/Woodbury solve, the :math:`r`-step is elementwise,
+  :math:`r = (w\odot x + \rho v)/(w + \rho)`.
+
+Images stop at their own duality gap (:func:`~sparsecode.objectives.relative_gap` at the sparse
+iterate :math:`y`, which is feasible), checked every ``check_every`` iterations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..convolution import as_images, as_kernels, code_size
+from ..objectives import relative_gap
+from ..penalties import L1, LatentGroupL1, Penalty, check_alpha
+from ._common import SolveResult, default_chunk_size, in_chunks, zero_result
+
+__all__ = ["BOUNDARIES", "FourierKernels", "conv_admm"]
+
+BOUNDARIES = ("valid", "circular")
+
+# Residual balancing: rho changes when the relative residuals differ by more than this ratio, by the
+# square root of their ratio, at most by _MAX_SCALING.
+_BALANCE_RATIO = 1.2
+_MAX_SCALING = 100.0
+
+
+class FourierKernels:
+    """Kernels on the ``H x W`` DFT grid: the operator :math:`A`, its adjoint and the ADMM linear solve.
+
+    Parameters
+    ----------
+    D : torch.Tensor, shape (K, C, kh, kw)
+    image_size : (int, int)
+
+    Examples
+    --------
+    >>> fk = FourierKernels(torch.ones(1, 1, 1, 1), (2, 3))
+    >>> fk.reconstruct(torch.ones(1, 1, 2, 3))
+    tensor([[[[1., 1., 1.],
+              [1., 1., 1.]]]])
+    """
+
+    def __init__(self, D: torch.Tensor, image_size: tuple[int, int]):
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.spectrum = torch.fft.rfft2(D, s=self.image_size)  # (K, C, H, W//2+1)
+        self._conj = self.spectrum.conj().resolve_conj()
+        Dh = self.spectrum
+        if Dh.shape[1] == 1:
+            self.gram = (Dh.abs() ** 2).sum(0)[0]  # ||d(f)||^2, (H, Wf)
+        else:
+            self.gram = torch.einsum("kchw,kdhw->hwcd", Dh, Dh.conj())  # D D^H per frequency
+
+    def rfft(self, V: torch.Tensor) -> torch.Tensor:
+        """Spectrum of maps or images on the grid (zero-padded from the top-left corner)."""
+        return torch.fft.rfft2(V, s=self.image_size)
+
+    def irfft(self, Vh: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft2(Vh, s=self.image_size)
+
+    def forward(self, Zh: torch.Tensor) -> torch.Tensor:
+        """:math:`\\hat D\\hat z` per frequency: ``(n, K, H, Wf)`` -> ``(n, C, H, Wf)``."""
+        return torch.stack([(Zh * Dc).sum(1) for Dc in self.spectrum.unbind(1)], 1)
+
+    def adjoint(self, Rh: torch.Tensor) -> torch.Tensor:
+        """:math:`\\hat D^H\\hat r` per frequency: ``(n, C, H, Wf)`` -> ``(n, K, H, Wf)``."""
+        return (Rh.unsqueeze(1) * self._conj).sum(2)
+
+    def reconstruct(self, Z: torch.Tensor) -> torch.Tensor:
+        """Circular :math:`Az` of maps ``(n, K, h, w)`` (``h <= H``, ``w <= W``, from the corner)."""
+        return self.irfft(self.forward(self.rfft(Z)))
+
+    def correlate(self, R: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Circular :math:`A^T r`, cropped to the top-left ``size`` window (the whole grid by default)."""
+        C = self.irfft(self.adjoint(self.rfft(R)))
+        return C if size is None else C[..., : size[0], : size[1]]
+
+    def solve(self, B: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+        """:math:`(\\hat D^H\\hat D + \\rho I)^{-1} b` per frequency, ``rho`` one per image ``(n,)``.
+
+        Sherman-Morrison for one channel, its multi-channel form (Woodbury, a ``C x C`` solve) for more.
+        """
+        rho = rho.view(-1, 1, 1, 1)
+        DB = self.forward(B)
+        if self.spectrum.shape[1] == 1:
+            V = DB / (rho + self.gram)
+        else:
+            C = self.gram.shape[-1]
+            eye = torch.eye(C, dtype=self.gram.dtype, device=self.gram.device)
+            M = self.gram + rho.view(-1, 1, 1, 1, 1) * eye  # (n, H, Wf, C, C)
+            V = torch.linalg.solve(M, DB.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1).permute(0, 3, 1, 2)
+        return (B - self.adjoint(V)) / rho
+
+
+def _norms(*parts: torch.Tensor) -> torch.Tensor:
+    """Per-image Euclidean norm of all ``parts`` together."""
+    return torch.stack([(P * P).flatten(1).sum(1) for P in parts]).sum(0).sqrt()
+
+
+class _ADMM:
+    """The iterations on one chunk of images: state tensors indexed by image, compacted as images converge."""
+
+    def __init__(self, fk, X, Y, weights, alpha, penalty, support, rho, relax):
+        self.fk, self.alpha, self.penalty, self.support, self.relax = fk, alpha, penalty, support, relax
+        self.X, self.weights = X, weights
+        grid = (*Y.shape[:2], *fk.image_size)
+        full = X.new_zeros(grid)
+        full[..., : support[0], : support[1]] = Y
+        self.Y, self.U = full, torch.zeros_like(full)
+        self.rho = X.new_full((X.shape[0],), float(rho))
+        if weights is None:
+            self.DtX = fk.adjoint(fk.rfft(X))
+        else:  # the second block r = Az and its dual
+            self.Y0, self.U0 = fk.reconstruct(full), torch.zeros_like(X)
+            self.WX = weights * X
+            self.ones = X.new_ones(X.shape[0])
+
+    def _state_names(self):
+        return ("X", "Y", "U", "rho") + (("DtX",) if self.weights is None else ("Y0", "U0", "WX", "ones"))
+
+    def keep(self, mask: torch.Tensor) -> None:
+        for name in self._state_names():
+            setattr(self, name, getattr(self, name)[mask])
+
+    def codes(self) -> torch.Tensor:
+        return self.Y[..., : self.support[0], : self.support[1]]
+
+    def _relaxed(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        return new if self.relax == 1.0 else torch.lerp(old, new, self.relax)
+
+    def _sparse_step(self, V: torch.Tensor) -> torch.Tensor:
+        """:math:`\\operatorname{prox}_{\\alpha\\Omega/\\rho}` on the window, zero outside it."""
+        h, w = self.support
+        tau = (self.alpha / self.rho).view(-1, 1)
+        if (h, w) == tuple(V.shape[-2:]):  # circular: the whole grid
+            return self.penalty.prox(V.flatten(1), tau).view_as(V)
+        inner = V[..., :h, :w]
+        Y = torch.zeros_like(V)
+        Y[..., :h, :w] = self.penalty.prox(inner.flatten(1), tau).view_as(inner)
+        return Y
+
+    def step(self, balance: bool) -> None:
+        """One ADMM iteration; with ``balance``, adapt ``rho`` from this iteration's residuals."""
+        fk, rho = self.fk, self.rho.view(-1, 1, 1, 1)
+        Yprev = self.Y
+        if self.weights is None:
+            Zh = fk.solve(self.DtX + rho * fk.rfft(self.Y - self.U), self.rho)
+            Z = fk.irfft(Zh)
+            Zr = self._relaxed(Z, self.Y)
+            self.Y = self._sparse_step(Zr + self.U)
+            self.U = self.U + Zr - self.Y
+            primal, dual = (Z - self.Y,), (self.Y - Yprev,)
+            sizes, duals = (Z, self.Y), (self.U,)
+        else:
+            Zh = fk.solve(fk.adjoint(fk.rfft(self.Y0 - self.U0)) + fk.rfft(self.Y - self.U), self.ones)
+            Z, AZ = fk.irfft(Zh), fk.irfft(fk.forward(Zh))
+            Y0prev = self.Y0
+            Zr, AZr = self._relaxed(Z, self.Y), self._relaxed(AZ, self.Y0)
+            self.Y0 = (self.WX + rho * (AZr + self.U0)) / (self.weights + rho)
+            self.Y = self._sparse_step(Zr + self.U)
+            self.U0 = self.U0 + AZr - self.Y0
+            self.U = self.U + Zr - self.Y
+            primal, dual = (Z - self.Y, AZ - self.Y0), (self.Y - Yprev, self.Y0 - Y0prev)
+            sizes, duals = (Z, self.Y, AZ, self.Y0), (self.U, self.U0)
+        if balance:
+            self._balance(primal, dual, sizes, duals)
+
+    def _balance(self, primal, dual, sizes, duals) -> None:
+        """Residual balancing: scale ``rho`` (and the scaled duals inversely) per image."""
+        tiny = torch.finfo(self.X.dtype).tiny
+        size = torch.stack([_norms(S) for S in sizes]).amax(0).clamp(min=tiny)
+        r = _norms(*primal) / size
+        s = _norms(*dual) / _norms(*duals).clamp(min=tiny)
+        ratio = r / s.clamp(min=tiny)
+        factor = ratio.sqrt().clamp(1 / _MAX_SCALING, _MAX_SCALING)
+        factor = torch.where((ratio > _BALANCE_RATIO) | (ratio < 1 / _BALANCE_RATIO), factor, 1.0)
+        factor = torch.where(torch.isfinite(factor) & (s > 0), factor, 1.0)
+        self.rho = self.rho * factor
+        inverse = (1 / factor).view(-1, 1, 1, 1)
+        self.U = self.U * inverse
+        if self.weights is not None:
+            self.U0 = self.U0 * inverse
+
+    def gap(self) -> torch.Tensor:
+        Z = self.codes()
+        R = self.X - self.fk.reconstruct(Z)
+        return relative_gap(self.X, Z, R, lambda V: self.fk.correlate(V, self.support), self.alpha, self.penalty,
+                            self.weights)
+
+
+def _admm_chunk(X, Z0, fk, weights, alpha, penalty, support, rho, relax, adaptive, max_iter, tol, check_every,
+                callback):
+    """ADMM on one chunk; converged images leave the batch at each check. Returns the result's fields."""
+    state = _ADMM(fk, X, Z0, weights, alpha, penalty, support, rho, relax)
+    n = X.shape[0]
+    out = Z0.clone()
+    gaps = state.gap() if max_iter == 0 else X.new_full((n,), float("inf"))
+    converged = gaps <= tol
+    active = torch.arange(n, device=X.device)
+    n_iter = 0
+    for it in range(1, max_iter + 1):
+        check = it == max_iter or it % check_every == 0
+        state.step(balance=adaptive and check)
+        n_iter = it
+        if callback is not None:
+            callback(it, state.codes())
+        if not check or (tol <= 0 and it < max_iter):
+            continue
+        rel = state.gap()
+        done = rel <= tol
+        out[active], gaps[active], converged[active] = state.codes(), rel, done
+        if it == max_iter or bool(done.all()):
+            break
+        if bool(done.any()):
+            active = active[~done]
+            state.keep(~done)
+    return out, n_iter, converged, gaps
+
+
+def conv_admm(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
+              z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5, boundary: str = "valid",
+              weights: torch.Tensor | None = None, rho: float | None = None, relax: float = 1.8,
+              adaptive: bool = True, check_every: int = 10, chunk_size: int | None = None,
+              callback: Callable[[int, torch.Tensor], None] | None = None) -> SolveResult:
+    """ADMM for the convolutional lasso in the Fourier domain, batched over images (see the module doc).
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (n, C, H, W) or (n, H, W)
+    D : torch.Tensor, shape (K, C, kh, kw) or (K, kh, kw)
+        Convolution kernels (no flip: SPORCO's orientation); moved to ``X``'s device and dtype.
+    alpha : float
+        Strength of the penalty, >= 0.
+    penalty : Penalty, optional
+        :class:`~sparsecode.penalties.L1` (default; ``positive=True`` for non-negative maps) or
+        :class:`~sparsecode.penalties.GroupL1` over each image's flattened maps ``(K, h, w)``.
+    z0 : torch.Tensor, optional
+        Warm start, of the codes' shape.
+    max_iter : int
+        Iterations at most; 0 returns ``z0``.
+    tol : float
+        Stop an image when its relative duality gap is below ``tol``; 0 runs ``max_iter``.
+    boundary : {"valid", "circular"}, default="valid"
+        "valid": maps ``(H-kh+1, W-kw+1)`` and the full convolution (:func:`conv_fista`'s model);
+        "circular": maps ``(H, W)`` and the circular convolution (SPORCO's ``ConvBPDN``).
+    weights : torch.Tensor, shape (H, W), optional
+        Per-pixel weights of the reconstruction error (e.g. :func:`~sparsecode.convolution.border_weights`);
+        solved with a second ADMM block (mask decoupling).
+    rho : float, optional
+        Initial ADMM penalty, ``50*alpha + 1`` when omitted; adapted per image when ``adaptive``.
+    relax : float
+        Over-relaxation, in (0, 2); 1 is plain ADMM.
+    adaptive : bool
+        Residual balancing of ``rho`` every ``check_every`` iterations.
+    check_every : int
+        Iterations between duality-gap checks (and ``rho`` updates).
+    chunk_size : int, optional
+        Images per chunk (bounded memory).
+    callback : callable, optional
+        ``callback(n_iter, codes)`` after every iteration, with the codes of the chunk's images still
+        iterating (monitoring, e.g. objective traces in the benchmarks).
+
+    Returns
+    -------
+    SolveResult
+        ``code`` of shape ``(n, K, H-kh+1, W-kw+1)`` ("valid") or ``(n, K, H, W)`` ("circular"); ``gap``
+        is the relative duality gap.
+
+    Examples
+    --------
+    >>> X = torch.tensor([[[2.0, 0.5, 3.0]]])
+    >>> conv_admm(X, torch.ones(1, 1, 1), alpha=1.0).code.round(decimals=4)
+    tensor([[[[1., 0., 2.]]]])
+    """
+    alpha = check_alpha(alpha)
+    penalty = (L1() if penalty is None else penalty).to(X)
+    if isinstance(penalty, LatentGroupL1):
+        raise ValueError("conv_admm takes L1 and GroupL1 penalties; use conv_fista for LatentGroupL1.")
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary={boundary!r} is not one of {BOUNDARIES}.")
+    if not 0 < relax < 2:
+        raise ValueError(f"relax must be in (0, 2), got {relax}.")
+    X, D = as_images(X), as_kernels(D).to(X)
+    if X.shape[1] != D.shape[1]:
+        raise ValueError(f"images have {X.shape[1]} channel(s) but the kernels {D.shape[1]}.")
+    image_size = tuple(X.shape[-2:])
+    support = code_size(image_size, D.shape[-2:]) if boundary == "valid" else image_size
+    n, K = X.shape[0], D.shape[0]
+    if z0 is not None and tuple(z0.shape) != (n, K, *support):
+        raise ValueError(f"z0 must have shape {(n, K, *support)}, got {tuple(z0.shape)}.")
+    Z0 = X.new_zeros((n, K, *support)) if z0 is None else z0.to(X)
+    if n == 0 or not bool(D.any()):  # no image, or all-zero kernels: the zero code is optimal
+        return zero_result(X.new_zeros((n, K, *support)))
+    if weights is not None:
+        weights = weights.to(X)
+    fk = FourierKernels(D, image_size)
+    rho = 50 * alpha + 1 if rho is None else float(rho)
+    chunk = chunk_size or default_chunk_size(K * image_size[0] * image_size[1], X.device, cache_sized=False)
+
+    def solve(Xc, Zc):
+        return _admm_chunk(Xc, Zc, fk, weights, alpha, penalty, support, rho, relax, adaptive, max_iter, tol,
+                           check_every, callback)
+
+    return SolveResult(*in_chunks(solve, chunk, X, Z0))

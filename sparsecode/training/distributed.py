@@ -1,0 +1,350 @@
+r"""Training on several processes with ``torch.distributed``: the strategies :func:`fit_module` calls.
+
+Every process (rank) of a process group (gloo on CPUs, NCCL on GPUs; started by ``torchrun``, which
+sets the environment :func:`torch.distributed.init_process_group` reads) calls
+:func:`~sparsecode.training.fit_module` on its own shard of the data with the same arguments and
+``distributed=`` one of :data:`STRATEGIES` (or an instance). The loop names no strategy: it calls
+
+``begin(train, params)``
+    At the start of every call: checks the process group, gives every rank rank 0's parameters and
+    pads every shard to the largest one by repeating its rows (as
+    :class:`torch.utils.data.DistributedSampler` does), so that every rank takes the same number of
+    steps per pass.
+``local_optimizer(optimizer, options)`` and ``agree(learning_rate)``
+    Before the optimizer is built: the optimizer each rank runs locally, and one rate for all
+    (``"auto"`` is resolved on each shard; the smallest wins).
+``after_backward(params, n_batch)``
+    In the closure, after every backward pass (the gradients are those of the current iterate).
+``after_step(params)``
+    After every optimizer step and projection.
+``end_pass(loss_sum, n_seen)`` and ``all_true(checks)``
+    At the end of a pass: the loss summed over all ranks, and the loop's sanity checks true on every
+    rank, so that all ranks take the same decision (converge, diverge, go on). ``average(value)``
+    does the same for the validation loss.
+``finish(params)``
+    At the end of the call: every rank holds the same model; True when it is not the iterate that
+    was projected last (EASGD's center), which the loop then projects.
+
+The strategies, with :math:`p` ranks:
+
+``"allreduce"`` (:class:`AllReduce`)
+    Synchronous data parallel, as :class:`torch.nn.parallel.DistributedDataParallel`: after every
+    backward pass the gradients are summed across ranks weighted by the minibatch sizes,
+    :math:`g = \sum_i m_i g_i / \sum_i m_i`, the gradient of the mean loss on the union of the
+    minibatches. With :math:`p` ranks of minibatch :math:`b` it is one process with minibatch
+    :math:`p b` on that union.
+``"easgd"`` (:class:`EASGD`)
+    Synchronous Elastic Averaging SGD (Zhang, Choromanska & LeCun, NIPS 2015, arXiv:1412.6651). A
+    center variable :math:`\tilde x` is kept on every rank; at the steps :math:`t` that ``tau``
+    divides, worker :math:`i` and the center move toward each other (eqs. 5-6 of the paper), the
+    gradient being taken at :math:`x_i^t`:
+
+    .. math::
+
+        x_i^{t+1} = x_i^t - \eta g_i(x_i^t) - \alpha (x_i^t - \tilde x^t), \qquad
+        \tilde x^{t+1} = \tilde x^t + \alpha \sum_{i=1}^p (x_i^t - \tilde x^t),
+
+    and :math:`x_i^{t+1} = x_i^t - \eta g_i(x_i^t)` at the other steps. The moving rate is
+    :math:`\alpha = \beta / p` with :math:`\beta = 0.9` unless given. After the fit every rank holds
+    the center.
+``"eamsgd"`` (:class:`EAMSGD`)
+    EASGD whose local steps use Nesterov momentum :math:`\delta` (Algorithm 2 of the paper): the fit's
+    optimizer must be ``"sgd"`` or ``"nesterov"``, and runs as ``"nesterov"`` with momentum
+    :math:`\delta`; the elastic force moves the parameters, not the velocity.
+
+Quadratic case (the paper's section 5; the seed's "Analysis" slide). On :math:`f(x) = h x^2 / 2` with
+identical workers, the mean worker :math:`y` and the center follow, over one period of ``tau`` steps,
+the linear map :func:`easgd_quadratic_map`; EASGD is stable when its spectral radius is below 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Distributed", "AllReduce", "EASGD", "EAMSGD", "STRATEGIES", "make_distributed",
+           "easgd_quadratic_map", "check_process_group", "pad_rows", "broadcast_", "sum_over_ranks"]
+
+
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def _unflat_copy_(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+    """Copy ``flat`` (as made by :func:`_flat`) into ``tensors``."""
+    pieces = torch.split(flat, [t.numel() for t in tensors])
+    with torch.no_grad():
+        torch._foreach_copy_(tensors, [piece.view_as(t) for piece, t in zip(pieces, tensors)])
+
+
+def check_process_group(name: str) -> None:
+    """Raise a clear error when no ``torch.distributed`` process group is initialized."""
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            f"distributed={name!r} needs a torch.distributed process group: launch with torchrun and call "
+            "torch.distributed.init_process_group() first.")
+
+
+def pad_rows(data: tuple[torch.Tensor, ...], group=None) -> tuple[torch.Tensor, ...]:
+    """Every rank's ``data`` as long as the largest rank's, its rows repeated cyclically (as
+    :class:`torch.utils.data.DistributedSampler` pads), so that all ranks take the same steps."""
+    n = data[0].new_tensor([data[0].shape[0]], dtype=torch.int64)
+    dist.all_reduce(n, dist.ReduceOp.MAX, group=group)
+    if int(n) == data[0].shape[0]:
+        return data
+    rows = torch.arange(int(n), device=data[0].device) % data[0].shape[0]
+    return tuple(t[rows] for t in data)
+
+
+def broadcast_(tensors: list[torch.Tensor], group=None) -> None:
+    """Give every rank rank 0's ``tensors`` (in place, one message)."""
+    flat = _flat(tensors)
+    dist.broadcast(flat, 0, group=group)
+    _unflat_copy_(tensors, flat)
+
+
+def sum_over_ranks(tensors: list[torch.Tensor], group=None) -> list[torch.Tensor]:
+    """The sums over the ranks of ``tensors`` (one message), shaped as them."""
+    flat = _flat(tensors).clone()
+    dist.all_reduce(flat, group=group)
+    return [piece.view_as(t) for piece, t in zip(torch.split(flat, [t.numel() for t in tensors]), tensors)]
+
+
+class Distributed:
+    """One process, no process group: every call is a no-op (the default of :func:`fit_module`)."""
+
+    def local_optimizer(self, optimizer, options: dict) -> tuple[object, dict]:
+        """The optimizer (name, class or instance) and options each rank runs locally."""
+        return optimizer, options
+
+    def begin(self, train: tuple[torch.Tensor, ...], params: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Start of a call: returns the training data this rank trains on."""
+        return train
+
+    def agree(self, learning_rate: float) -> float:
+        """The learning rate every rank uses."""
+        return learning_rate
+
+    def after_backward(self, params: list[torch.Tensor], n_batch: int) -> None:
+        """After a backward pass on a minibatch of ``n_batch`` samples."""
+
+    def after_step(self, params: list[torch.Tensor]) -> None:
+        """After an optimizer step and the projection."""
+
+    def end_pass(self, loss_sum: torch.Tensor, n_seen: int) -> tuple[torch.Tensor, int]:
+        """The pass's loss sum and sample count over all ranks."""
+        return loss_sum, n_seen
+
+    def all_true(self, checks: list[bool]) -> list[bool]:
+        """Each check true on every rank."""
+        return checks
+
+    def average(self, value: float) -> float:
+        """The mean of ``value`` over the ranks."""
+        return value
+
+    def finish(self, params: list[torch.Tensor]) -> bool:
+        """End of a call: put the model every rank keeps into ``params``; True when it was not projected."""
+        return False
+
+
+class _Collective(Distributed):
+    """What every multi-process strategy shares: the process group, padding, agreement, the end."""
+
+    group = None
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size(self.group)
+
+    def begin(self, train, params):
+        check_process_group(type(self).__name__.lower())
+        train = pad_rows(train, self.group)
+        broadcast_(params, self.group)
+        return train
+
+    def agree(self, learning_rate):
+        rate = torch.tensor([learning_rate], dtype=torch.float64, device=self._device)
+        dist.all_reduce(rate, dist.ReduceOp.MIN, group=self.group)
+        return float(rate)
+
+    @property
+    def _device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(self.group) == "nccl" \
+            else torch.device("cpu")
+
+    def end_pass(self, loss_sum, n_seen):
+        total, n = sum_over_ranks([loss_sum, loss_sum.new_tensor(float(n_seen))], self.group)
+        return total, int(n)
+
+    def all_true(self, checks):
+        flags = torch.tensor([float(c) for c in checks], device=self._device)
+        dist.all_reduce(flags, dist.ReduceOp.MIN, group=self.group)
+        return [bool(f) for f in flags.tolist()]
+
+    def average(self, value):
+        total = torch.tensor([value], dtype=torch.float64, device=self._device)
+        dist.all_reduce(total, group=self.group)
+        return float(total) / self.world_size
+
+    def finish(self, params):
+        broadcast_(params, self.group)  # the same bits on every rank
+        return False
+
+
+@dataclasses.dataclass
+class AllReduce(_Collective):
+    """Gradients averaged over the ranks at every step (module doc)."""
+
+    def after_backward(self, params, n_batch):
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([_flat(grads) * n_batch, grads[0].new_tensor([float(n_batch)])])
+        dist.all_reduce(flat, group=self.group)
+        _unflat_copy_(grads, flat[:-1] / flat[-1])
+        for p, g in zip(params, grads):
+            p.grad = g
+
+
+@dataclasses.dataclass
+class EASGD(_Collective):
+    """Synchronous Elastic Averaging SGD (module doc).
+
+    Parameters
+    ----------
+    tau : int, default=4
+        Local steps between two elastic exchanges (the communication period).
+    moving_rate : float, optional
+        The elastic force :math:`\\alpha`; default ``beta / p``.
+    beta : float, default=0.9
+        :math:`\\beta = p \\alpha`, used when ``moving_rate`` is None.
+    """
+
+    tau: int = 4
+    moving_rate: float | None = None
+    beta: float = 0.9
+
+    def __post_init__(self):
+        if int(self.tau) != self.tau or self.tau < 1:
+            raise ValueError(f"tau must be an integer >= 1, got {self.tau}.")
+        if self.moving_rate is not None and not 0.0 < self.moving_rate <= 1.0:
+            raise ValueError(f"moving_rate must be in (0, 1], got {self.moving_rate}.")
+        if not 0.0 < self.beta <= 1.0:
+            raise ValueError(f"beta must be in (0, 1], got {self.beta}.")
+        self._center = None
+        self._steps = 0
+        self._exchanged = False
+
+    @property
+    def alpha(self) -> float:
+        """The moving rate used with the current process group."""
+        return self.beta / self.world_size if self.moving_rate is None else self.moving_rate
+
+    @property
+    def center(self) -> torch.Tensor | None:
+        """The center variable, flat (None before :meth:`begin`)."""
+        return self._center
+
+    def begin(self, train, params):
+        train = super().begin(train, params)
+        self._center = _flat(params).clone()
+        self._steps, self._exchanged = 0, False
+        return train
+
+    def after_backward(self, params, n_batch):
+        if self._steps % self.tau or self._exchanged:
+            return
+        self._exchanged = True  # once per step, however often a line search calls the closure
+        diff = _flat(params) - self._center
+        pull = diff.clone()
+        dist.all_reduce(pull, group=self.group)
+        alpha = self.alpha
+        _unflat_copy_(params, _flat(params) - alpha * diff)
+        self._center.add_(pull, alpha=alpha)
+
+    def after_step(self, params):
+        self._steps += 1
+        self._exchanged = False
+
+    def finish(self, params):
+        _unflat_copy_(params, self._center)
+        super().finish(params)
+        return True
+
+
+@dataclasses.dataclass
+class EAMSGD(EASGD):
+    """EASGD with local Nesterov momentum ``momentum`` (the paper's :math:`\\delta`; module doc)."""
+
+    momentum: float = 0.9
+
+    def local_optimizer(self, optimizer, options):
+        if optimizer not in ("sgd", "nesterov"):
+            raise ValueError(f"distributed='eamsgd' runs Nesterov momentum locally: optimizer must be 'sgd' or "
+                             f"'nesterov', got {optimizer!r}.")
+        return "nesterov", {"momentum": self.momentum, **options}
+
+
+STRATEGIES: dict[str, type[Distributed]] = {"allreduce": AllReduce, "easgd": EASGD, "eamsgd": EAMSGD}
+
+
+def make_distributed(spec) -> Distributed:
+    """The strategy of ``spec`` for one call: a fresh one (an instance is copied, its state is per call).
+
+    Parameters
+    ----------
+    spec : None, str or Distributed
+        None: one process; a name of :data:`STRATEGIES` (its defaults); or an instance.
+
+    Returns
+    -------
+    Distributed
+
+    Examples
+    --------
+    >>> make_distributed("easgd")
+    EASGD(tau=4, moving_rate=None, beta=0.9)
+    """
+    if spec is None:
+        return Distributed()
+    if isinstance(spec, Distributed):
+        return copy.deepcopy(spec)
+    if isinstance(spec, str) and spec in STRATEGIES:
+        return STRATEGIES[spec]()
+    raise ValueError(f"distributed must be None, one of {sorted(STRATEGIES)} or a Distributed, got {spec!r}.")
+
+
+def easgd_quadratic_map(h: float, eta: float, alpha: float, p: int, tau: int) -> torch.Tensor:
+    """EASGD's linear map over one period on :math:`f(x) = h x^2 / 2` with identical workers.
+
+    The state is (mean worker, center); the period starts with the exchange step (gradient and
+    elastic force at the same iterate) followed by ``tau - 1`` plain gradient steps.
+
+    Parameters
+    ----------
+    h : float
+        Curvature.
+    eta : float
+        Learning rate.
+    alpha : float
+        Moving rate (:math:`\\beta = p \\alpha`).
+    p : int
+        Workers.
+    tau : int
+        Communication period.
+
+    Returns
+    -------
+    Tensor of shape (2, 2), float64
+        Stable (the iterates go to 0) when its spectral radius is below 1.
+
+    Examples
+    --------
+    >>> float(torch.linalg.eigvals(easgd_quadratic_map(1.0, 0.5, 0.45, 2, 1)).abs().max()) < 1
+    True
+    """
+    exchange = torch.tensor([[1.0 - eta * h - alpha, alpha], [p * alpha, 1.0 - p * alpha]], dtype=torch.float64)
+    local = torch.diag(torch.tensor([(1.0 - eta * h) ** (tau - 1), 1.0], dtype=torch.float64))
+    return local @ exchange

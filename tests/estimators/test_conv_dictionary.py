@@ -1,0 +1,58 @@
+"""ConvDictionaryLearning: learning, partial_fit, transform, dtypes."""
+
+import numpy as np
+import pytest
+
+from estimators import ConvDictionaryLearning, ConvSparseCoder
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Sparse sums of three 4x4 kernels plus a little noise."""
+    rng = np.random.RandomState(0)
+    kernels = rng.randn(3, 4, 4)
+    kernels /= np.linalg.norm(kernels.reshape(3, -1), axis=1)[:, None, None]
+    X = np.zeros((12, 16, 16))
+    for i in range(12):
+        for _ in range(6):
+            k, r, c = rng.randint(3), rng.randint(13), rng.randint(13)
+            X[i, r:r + 4, c:c + 4] += rng.randn() * kernels[k]
+    return X + 0.01 * rng.randn(*X.shape)
+
+
+def test_fit_learns_unit_norm_kernels_and_lowers_the_energy(images):
+    cdl = ConvDictionaryLearning(3, kernel_size=4, alpha=0.05, max_iter=6, random_state=0, device="cpu")
+    cdl.fit(images)
+    assert cdl.components_.shape == (3, 1, 4, 4) and cdl.kernel_size_ == (4, 4)
+    np.testing.assert_allclose(np.linalg.norm(cdl.components_.reshape(3, -1), axis=1), 1, atol=1e-3)
+    assert all(b <= a + 1e-9 for a, b in zip(cdl.loss_curve_, cdl.loss_curve_[1:]))
+    assert cdl.n_iter_ == 6 and cdl.n_steps_ == 6
+    # the fitted model's transform is ConvSparseCoder's with the learned kernels
+    coder = ConvSparseCoder(cdl.components_, transform_alpha=0.05, device="cpu")
+    np.testing.assert_allclose(cdl.transform(images), coder.transform(images), atol=1e-10)
+    init = ConvDictionaryLearning(3, kernel_size=4, alpha=0.05, max_iter=0, random_state=0, device="cpu")
+    assert cdl.score(images) > init.fit(images).score(images)
+
+
+def test_minibatches_and_partial_fit(images):
+    params = dict(kernel_size=4, alpha=0.05, random_state=0, device="cpu")
+    batch = ConvDictionaryLearning(3, max_iter=3, batch_size=4, **params).fit(images)
+    assert batch.n_steps_ == 9
+    online = ConvDictionaryLearning(3, **params)
+    for _ in range(3):
+        for s in range(0, 12, 4):
+            online.partial_fit(images[s:s + 4])
+    assert online.n_steps_ == 9
+    start = ConvDictionaryLearning(3, max_iter=0, **params).fit(images)
+    assert online.score(images) > start.score(images)
+    with pytest.raises(ValueError, match="features"):
+        online.partial_fit(images[:, :8, :8])
+
+
+def test_float32_and_positive_codes(images):
+    cdl = ConvDictionaryLearning(2, kernel_size=4, max_iter=2, positive_code=True, random_state=0, device="cpu")
+    codes = cdl.fit(images.astype(np.float32)).transform(images.astype(np.float32))
+    assert codes.dtype == np.float32 and cdl.components_.dtype == np.float32
+    assert (codes >= 0).all()
+    rebuilt = cdl.inverse_transform(codes)
+    assert rebuilt.shape == (12, 256)
