@@ -27,7 +27,7 @@ from sparsecode import ConvOperator, code_size
 from ._base import DEVICE_CONSTRAINT, FloatTransformerMixin
 from ._validation import check_codes, check_input
 
-__all__ = ["ConvImagesMixin", "pair"]
+__all__ = ["ConvImagesMixin", "pair", "ConvCodingMixin"]
 
 
 def pair(value, name: str) -> tuple[int, int]:
@@ -184,3 +184,32 @@ class ConvImagesMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin):
         if window is None:
             return D.shape[0] * map_size[0] * map_size[1]
         return D.shape[0] * int(np.prod([-(-m // p) for m, p in zip(map_size, window)]))
+
+
+class ConvCodingMixin(ConvImagesMixin):
+    """``transform`` of the estimators that code images against kernels with the convolutional solvers.
+
+    A subclass gives, in :meth:`_codes`, the validated images, their feature maps and the input dtype.
+    """
+
+    def _codes(self, X) -> tuple[torch.Tensor, torch.Tensor, np.dtype]:
+        raise NotImplementedError
+
+    def transform(self, X, y=None):
+        """Sparse feature maps of every image, as 2-D features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H*W*C), (n_samples, H, W) or (n_samples, C, H, W)
+            The images, in any of the three layouts.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out)
+            The feature maps flattened map by map, or pooled; in the float dtype of ``X``.
+        """
+        self._validate_params()
+        _, Z, dtype = self._codes(X)
+        return self._numpy(self._features(Z), dtype)

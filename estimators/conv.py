@@ -8,20 +8,21 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sparsecode import L1, border_weights, solve_conv_lasso
 
 from ._base import FitMixin, TorchEstimatorMixin
-from ._conv_images import ConvImagesMixin
+from ._conv_images import ConvCodingMixin
 from ._sparse_coding import SparseCodingMixin
 from ._validation import check_dictionary
 
 __all__ = ["ConvSparseCoder"]
 
 
-class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstimator):
+class ConvSparseCoder(FitMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstimator):
     __doc__ = """Convolutional sparse coding of images against fixed filters (inference only).
 
     The convolutional analogue of :class:`estimators.SparseCoder`: for every image ``x``,
@@ -71,7 +72,7 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
     _stateless = True
     _parameter_constraints: dict = {
         "filters": ["array-like"],
-        **ConvImagesMixin._parameter_constraints,
+        **ConvCodingMixin._parameter_constraints,
         "transform_algorithm": [StrOptions({"auto", "admm", "fista", "ista"})],
         "transform_alpha": [Interval(Real, 0, None, closed="left"), None],
         "positive_code": ["boolean"],
@@ -138,22 +139,8 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
         _, self.image_shape_, D = self._images_and_kernels(X, reset=True)
         self.n_components_ = D.shape[0]
 
-    def transform(self, X, y=None):
-        """Sparse feature maps of every image, as 2-D features.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, H*W*C), (n_samples, H, W) or (n_samples, C, H, W)
-            The images, in any of the three layouts.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        features : ndarray of shape (n_samples, n_features_out)
-            The feature maps flattened map by map, or pooled; in the float dtype of ``X``.
-        """
-        self._validate_params()
+    def _codes(self, X) -> tuple[torch.Tensor, torch.Tensor, np.dtype]:
+        """Validated images, their maps against the filters, and the input dtype."""
         X, shape, D = self._images_and_kernels(X, reset=False)
         Xt = self._to_images(X, shape)
         Dt = self._tensor(D, dtype=Xt.dtype)
@@ -170,7 +157,7 @@ class ConvSparseCoder(FitMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstima
             tol=self.transform_tol,
         )
         SparseCodingMixin._warn_not_converged(self, res)
-        return self._numpy(self._features(res.code), X.dtype)
+        return Xt, res.code, X.dtype
 
     def _decoder_kernels(self) -> np.ndarray:
         return self._kernels()

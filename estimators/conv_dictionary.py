@@ -19,13 +19,13 @@ from sparsecode import L1, conv_lasso_energy, solve_conv_lasso
 from sparsecode.conv_dictionary import ConvDictionaryState, conv_dictionary_step, init_conv_dictionary
 
 from ._base import EnergyScoreMixin, FitMixin, TorchEstimatorMixin, unchanged_on_failure
-from ._conv_images import ConvImagesMixin, pair
+from ._conv_images import ConvCodingMixin, pair
 from ._sparse_coding import SparseCodingMixin
 
 __all__ = ["ConvDictionaryLearning"]
 
 
-class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvImagesMixin, TorchEstimatorMixin, BaseEstimator):
+class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstimator):
     __doc__ = """Convolutional dictionary learning (Zeiler et al. 2010's model; CBPDN-DL, online CDL).
 
     Learns kernels ``D_k`` of norm at most 1 (in practice 1) minimising the mean over images of
@@ -104,7 +104,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvImagesMixin, TorchE
         "coding_tol": [Interval(Real, 0, None, closed="left")],
         "coding_max_iter": [Interval(Integral, 1, None, closed="left")],
         "dictionary_max_iter": [Interval(Integral, 1, None, closed="left")],
-        **ConvImagesMixin._parameter_constraints,
+        **ConvCodingMixin._parameter_constraints,
         "transform_algorithm": [StrOptions({"auto", "admm", "fista", "ista"})],
         "transform_alpha": [Interval(Real, 0, None, closed="left"), None],
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -242,24 +242,6 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvImagesMixin, TorchE
                                tol=self.transform_tol)
         SparseCodingMixin._warn_not_converged(self, res)
         return Xt, res.code, X.dtype
-
-    def transform(self, X, y=None):
-        """Sparse feature maps of every image, as 2-D features.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, H*W*C), (n_samples, H, W) or (n_samples, C, H, W)
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        features : ndarray of shape (n_samples, n_features_out)
-            The feature maps flattened map by map, or pooled; in the float dtype of ``X``.
-        """
-        self._validate_params()
-        _, Z, dtype = self._codes(X)
-        return self._numpy(self._features(Z), dtype)
 
     def _energies(self, X):
         Xt, Z, _ = self._codes(X)

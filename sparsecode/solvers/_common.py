@@ -7,10 +7,14 @@ from typing import NamedTuple
 
 import torch
 
+from ..convolution import as_images, as_kernels
 from ..objectives import duality_gap
 from ..penalties import L1, Penalty, check_alpha
 
-__all__ = ["SolveResult", "check_problem", "default_chunk_size", "in_chunks", "chunked_gap", "zero_result"]
+__all__ = [
+    "SolveResult", "check_problem", "check_conv_problem", "default_chunk_size", "in_chunks", "chunked_gap",
+    "zero_result",
+]
 
 
 class SolveResult(NamedTuple):
@@ -55,6 +59,17 @@ def check_problem(X: torch.Tensor, D: torch.Tensor, alpha, penalty: Penalty | No
     if z0 is not None and tuple(z0.shape) != (X.shape[0], D.shape[0]):
         raise ValueError(f"z0 must have shape {(X.shape[0], D.shape[0])}, got {tuple(z0.shape)}.")
     return check_alpha(alpha), penalty
+
+
+def check_conv_problem(X: torch.Tensor, D: torch.Tensor, alpha, penalty: Penalty | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, float, Penalty]:
+    """A convolutional lasso problem checked: images ``(n, C, H, W)``, kernels ``(K, C, kh, kw)`` in the
+    images' dtype, ``alpha`` a non-negative number, and the penalty (:class:`L1` for None) on ``X``'s device.
+    """
+    X, D = as_images(X), as_kernels(D).to(X)
+    if X.shape[1] != D.shape[1]:
+        raise ValueError(f"images have {X.shape[1]} channel(s) but the kernels {D.shape[1]}.")
+    return X, D, check_alpha(alpha), (L1() if penalty is None else penalty).to(X)
 
 
 def default_chunk_size(row_size: int, device: torch.device | None = None, min_rows: int = 1,

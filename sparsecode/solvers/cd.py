@@ -164,22 +164,11 @@ def cyclic_coordinate_descent(X: torch.Tensor, D: torch.Tensor, alpha: float = 1
                               chunk_size: int | None = None) -> SolveResult:
     """Cyclic coordinate descent on the Gram matrix for ``min_z 0.5*||x - z D||^2 + alpha*||z||_1``.
 
-    Parameters
-    ----------
-    X, D
-        Samples (rows) and dictionary (rows are atoms), as in :func:`~sparsecode.solvers.fista`.
-    alpha : float
-        Weight of the L1 penalty, >= 0.
-    penalty : L1, optional
-        An :class:`~sparsecode.penalties.L1` penalty without weights (its sign constraint).
-    z0 : torch.Tensor, optional
-        Warm start.
-    max_iter : int
-        Sweeps over the coordinates at most.
-    tol : float
-        Stop a sample when its relative duality gap is below ``tol``; ``tol=0`` runs ``max_iter`` sweeps.
-    chunk_size : int, optional
-        Samples per chunk (bounded memory); :func:`default_chunk_size` by default.
+    The algorithm of scikit-learn's ``lasso_cd`` (``enet_coordinate_descent_gram``), batched over samples:
+    every sweep minimises the energy exactly in each coordinate in turn, from ``z0`` (warm start) or zero.
+    ``X``, ``D``, ``alpha``, ``penalty`` (an :class:`~sparsecode.penalties.L1` without weights: its sign
+    constraint), ``tol`` (on the relative duality gap; 0 runs every sweep) and ``chunk_size`` are those of
+    :func:`~sparsecode.solvers.fista`; ``max_iter`` counts sweeps over the coordinates.
 
     Returns
     -------

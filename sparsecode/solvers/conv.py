@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import torch
 
-from ..convolution import ConvOperator, as_images, as_kernels, conv_lipschitz_constant
+from ..convolution import ConvOperator, as_images, conv_lipschitz_constant
 from ..objectives import relative_gap
 from ..penalties import L1, Penalty, check_alpha
-from ._common import SolveResult, default_chunk_size, in_chunks, zero_result
+from ._common import SolveResult, check_conv_problem, default_chunk_size, in_chunks, zero_result
 from .conv_admm import conv_admm
 from .proxgrad import prox_grad_loop
 
@@ -130,11 +130,7 @@ def conv_fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty:
     >>> conv_fista(X, torch.ones(1, 1, 1), alpha=1.0).code.round(decimals=4)
     tensor([[[[1., 0., 2.]]]])
     """
-    alpha = check_alpha(alpha)
-    penalty = (L1() if penalty is None else penalty).to(X)
-    X, D = as_images(X), as_kernels(D).to(X)
-    if X.shape[1] != D.shape[1]:
-        raise ValueError(f"images have {X.shape[1]} channel(s) but the kernels {D.shape[1]}.")
+    X, D, alpha, penalty = check_conv_problem(X, D, alpha, penalty)
     op = ConvOperator(D, X.shape[-2:], method)
     n, K = X.shape[0], D.shape[0]
     h, w = op.code_size

@@ -45,10 +45,10 @@ from collections.abc import Callable
 
 import torch
 
-from ..convolution import as_images, as_kernels, code_size
+from ..convolution import code_size
 from ..objectives import relative_gap
-from ..penalties import L1, LatentGroupL1, Penalty, check_alpha
-from ._common import SolveResult, default_chunk_size, in_chunks, zero_result
+from ..penalties import LatentGroupL1, Penalty
+from ._common import SolveResult, check_conv_problem, default_chunk_size, in_chunks, zero_result
 
 __all__ = ["BOUNDARIES", "FourierKernels", "conv_admm"]
 
@@ -303,21 +303,20 @@ def conv_admm(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: 
 
     Examples
     --------
-    >>> X = torch.tensor([[[2.0, 0.5, 3.0]]])
-    >>> conv_admm(X, torch.ones(1, 1, 1), alpha=1.0).code.round(decimals=4)
+    With one 1x1 kernel it is the lasso of every pixel (here with non-negative codes):
+
+    >>> from sparsecode.penalties import L1
+    >>> images = torch.tensor([[[2.0, -0.5, 3.0]]])
+    >>> conv_admm(images, torch.ones(1, 1, 1), 1.0, penalty=L1(positive=True)).code.round(decimals=4)
     tensor([[[[1., 0., 2.]]]])
     """
-    alpha = check_alpha(alpha)
-    penalty = (L1() if penalty is None else penalty).to(X)
+    X, D, alpha, penalty = check_conv_problem(X, D, alpha, penalty)
     if isinstance(penalty, LatentGroupL1):
         raise ValueError("conv_admm takes L1 and GroupL1 penalties; use conv_fista for LatentGroupL1.")
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary={boundary!r} is not one of {BOUNDARIES}.")
     if not 0 < relax < 2:
         raise ValueError(f"relax must be in (0, 2), got {relax}.")
-    X, D = as_images(X), as_kernels(D).to(X)
-    if X.shape[1] != D.shape[1]:
-        raise ValueError(f"images have {X.shape[1]} channel(s) but the kernels {D.shape[1]}.")
     image_size = tuple(X.shape[-2:])
     support = code_size(image_size, D.shape[-2:]) if boundary == "valid" else image_size
     n, K = X.shape[0], D.shape[0]

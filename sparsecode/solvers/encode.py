@@ -110,7 +110,7 @@ def sparse_encode(
     verbose: int = 0,
     positive: bool = False,
     tol: float = 1e-5,
-    device="cpu",
+    device=None,
     return_n_iter: bool = False,
     **options,
 ):
@@ -144,8 +144,9 @@ def sparse_encode(
         Accepted for scikit-learn's signature; the solvers run on torch's threads.
     positive : bool
         Constrain the codes to be non-negative (not for ``"omp"`` and ``"lars"``).
-    device : str or torch.device
-        Where to compute; tensors given as input are moved there.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, torch.device or None, default=None
+        Where to compute: the device of ``X`` when it is a tensor, else ``"auto"`` (CUDA when available,
+        as the estimators' default) when None; tensors given as input are moved there.
     return_n_iter : bool
         Also return the number of iterations.
     **options
@@ -167,7 +168,7 @@ def sparse_encode(
     >>> sparse_encode(np.array([[2.0, 0.5]]), np.eye(2), alpha=1.0)
     array([[1., 0.]])
     """
-    dev = resolve_device(device)
+    dev = X.device if device is None and isinstance(X, torch.Tensor) else resolve_device(device)
     Xt = as_tensor(X, dev)
     Dt = as_tensor(dictionary, dev, dtype=Xt.dtype)
     z0 = None if init is None else as_tensor(init, dev, dtype=Xt.dtype)

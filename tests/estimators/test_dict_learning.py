@@ -132,11 +132,12 @@ def test_fit_on_the_device(device):
 
 def test_group_and_topographic_dictionary_learning():
     X, _ = _planted(10, m=8)
-    grouped = DictionaryLearning(n_components=8, alpha=0.2, groups=2, max_iter=3, random_state=0,
-                                 device="cpu").fit(X)
+    # the structure is what is checked, so a loose coding tolerance will do
+    grouped = DictionaryLearning(n_components=8, alpha=0.2, groups=2, max_iter=3, transform_tol=1e-3,
+                                 random_state=0, device="cpu").fit(X)
     blocks = grouped.transform(X).reshape(len(X), 4, 2) != 0
     assert (blocks.all(2) | ~blocks.any(2)).all()
     topo = DictionaryLearning(n_components=9, alpha=0.2, topography=(3, 3), pool_size=3, max_iter=3,
-                              random_state=0, device="cpu").fit(X)
+                              transform_tol=1e-3, random_state=0, device="cpu").fit(X)
     assert np.isfinite(topo.score(X)) and topo.score(X) < 0
     assert np.all(np.linalg.norm(topo.components_, axis=1) <= 1 + 1e-6)

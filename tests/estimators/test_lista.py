@@ -48,7 +48,7 @@ def problem():
 @pytest.mark.parametrize("Est, n_layers", [(LISTA, 1), (LCoD, 12)])
 def test_trained_encoder_beats_fista_10(problem, Est, n_layers):
     Xtr, Xte, D, Zte = problem
-    enc = Est(dictionary=D, alpha=ALPHA, n_layers=n_layers, max_iter=15, batch_size=32, learning_rate=3e-3,
+    enc = Est(dictionary=D, alpha=ALPHA, n_layers=n_layers, max_iter=15, tol=0, batch_size=32, learning_rate=3e-3,
               random_state=0, device="cpu").fit(Xtr)
     Xt, Dt = torch.from_numpy(Xte), torch.from_numpy(D)
     fista10 = fista(Xt, Dt, ALPHA, max_iter=10, tol=0, restart=False).code.numpy()
@@ -76,7 +76,7 @@ def test_energy_loss_improves_the_score_without_a_teacher(problem):
         alpha=ALPHA,
         n_layers=2,
         loss="energy",
-        max_iter=10,
+        max_iter=10, tol=0,
         random_state=0,
         device="cpu",
     ).fit(Xtr)
@@ -98,7 +98,7 @@ def test_energy_loss_improves_the_score_without_a_teacher(problem):
 def test_lista_variants_fit_and_improve(problem, options):
     Xtr, Xte, D, Zte = problem
     enc = LISTA(
-        dictionary=D, alpha=ALPHA, n_layers=2, max_iter=3, random_state=0, device="cpu", **options
+        dictionary=D, alpha=ALPHA, n_layers=2, max_iter=3, tol=0, random_state=0, device="cpu", **options
     )
     init = clone(enc).set_params(max_iter=0).fit(Xtr)
     enc.fit(Xtr)
@@ -107,15 +107,15 @@ def test_lista_variants_fit_and_improve(problem, options):
 
 def test_dictionary_none_learns_one_first():
     X, _ = _data(n=300)
-    enc = LISTA(n_components=10, alpha=ALPHA, n_layers=1, max_iter=2, random_state=0, device="cpu")
+    enc = LISTA(n_components=10, alpha=ALPHA, n_layers=1, max_iter=2, tol=0, random_state=0, device="cpu")
     enc.fit(X)
     assert enc.components_.shape == (10, 16)
     assert np.all(np.linalg.norm(enc.components_, axis=1) <= 1 + 1e-5)
     learner = DictionaryLearning(
-        n_components=6, alpha=ALPHA, max_iter=2, random_state=0, device="cpu"
+        n_components=6, alpha=ALPHA, max_iter=2, tol=0, random_state=0, device="cpu"
     )
     enc2 = LCoD(
-        dictionary=learner, alpha=ALPHA, n_layers=3, max_iter=2, random_state=0, device="cpu"
+        dictionary=learner, alpha=ALPHA, n_layers=3, max_iter=2, tol=0, random_state=0, device="cpu"
     ).fit(X)
     assert enc2.transform(X).shape == (300, 6)
     assert not hasattr(learner, "components_")  # the given estimator is cloned, not fitted
@@ -128,7 +128,7 @@ def test_float64_inverse_transform_and_errors(problem):
         dictionary=D.astype(np.float64),
         alpha=ALPHA,
         n_layers=4,
-        max_iter=2,
+        max_iter=2, tol=0,
         random_state=0,
         device="cpu",
     ).fit(X64)
@@ -145,7 +145,7 @@ def test_float64_inverse_transform_and_errors(problem):
 def test_pickle_and_clone_roundtrip(problem):
     Xtr, Xte, D, _ = problem
     enc = LISTA(
-        dictionary=D, alpha=ALPHA, n_layers=2, max_iter=2, random_state=0, device="cpu"
+        dictionary=D, alpha=ALPHA, n_layers=2, max_iter=2, tol=0, random_state=0, device="cpu"
     ).fit(Xtr)
     again = pickle.loads(pickle.dumps(enc))
     np.testing.assert_array_equal(again.transform(Xte), enc.transform(Xte))
@@ -161,7 +161,7 @@ def test_pipeline_in_grid_search():
     y = (X @ rng.randn(16) > 0).astype(int)
     pipe = Pipeline(
         [
-            ("code", LISTA(dictionary=D, alpha=ALPHA, max_iter=2, random_state=0, device="cpu")),
+            ("code", LISTA(dictionary=D, alpha=ALPHA, max_iter=2, tol=0, random_state=0, device="cpu")),
             ("clf", LogisticRegression(max_iter=200)),
         ]
     )
