@@ -2,7 +2,8 @@
 (:mod:`.schedules`) and the optimizer registry with its training hooks (:mod:`sparsecode.training.optim`)."""
 
 from .distributed import STRATEGIES, Distributed, make_distributed
-from .loop import DIVERGENCE_GROWTH, data_overflow, fit_module
+from .divergence import DIVERGENCE_GROWTH, data_overflow
+from .loop import fit_module
 from .optim import OPTIMIZERS, estimate_max_learning_rate, make_optimizer
 from .schedules import InverseDecayLR
 from .state import DivergenceError, TrainResult, TrainState

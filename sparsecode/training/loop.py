@@ -57,14 +57,12 @@ import torch
 from ._common import random_rows, trainable
 from ._progress import Progress
 from .distributed import Distributed, make_distributed
+from .divergence import DIVERGENCE_GROWTH, divergence_error, sane
 from .optim import TrainContext, estimate_max_learning_rate, hooks_of, make_optimizer, optimizer_factory
 from .schedules import InverseDecayLR
-from .state import DivergenceError, TrainResult, TrainState
+from .state import TrainResult, TrainState
 
-__all__ = ["fit_module", "DIVERGENCE_GROWTH", "data_overflow"]
-
-DIVERGENCE_GROWTH = 1e6
-"""A loss this many times the starting loss of a call (or non-finite) counts as divergence."""
+__all__ = ["fit_module"]
 
 
 def _check_data(data: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -136,66 +134,6 @@ def _mean_loss(module, loss_fn, data, batch_size) -> float:
         batch = tuple(t[start : start + batch_size] for t in data)
         total = total + loss_fn(module, *batch).detach() * batch[0].shape[0]
     return float(total / n)
-
-
-def _sane(losses: list[torch.Tensor], params: list[torch.Tensor], limit: torch.Tensor) -> list[bool]:
-    """For each loss: finite and at most ``limit``; and last, whether every parameter is finite (one sync)."""
-    checks = [torch.isfinite(v) & (v <= limit) for v in losses]
-    checks.append(torch.stack([torch.isfinite(p).all() for p in params]).all())
-    return torch.stack(checks).tolist()
-
-
-def data_overflow(data: Sequence[torch.Tensor]) -> str | None:
-    """Why floating ``data`` cannot be trained on in their dtype (non-finite values, or a sum of squares
-    beyond its range), or None.
-
-    Parameters
-    ----------
-    data : sequence of tensors
-        The training tensors (dim 0 samples); non-floating ones are skipped.
-
-    Returns
-    -------
-    str or None
-        A sentence naming the dtype and the remedy (float64 or rescaling), or None when they fit.
-    """
-    for t in data:
-        if not t.is_floating_point() or t.numel() == 0:
-            continue
-        info = torch.finfo(t.dtype)
-        peak = float(t.abs().max())
-        if not math.isfinite(peak):
-            return f"the data hold non-finite values in {t.dtype}"
-        if peak > math.sqrt(info.max / t.numel()):
-            return (f"the data reach {peak:.3g}: their sum of squares overflows {t.dtype} (max {info.max:.3g}); "
-                    f"rescale them{' or pass float64' if t.dtype != torch.float64 else ''}")
-    return None
-
-
-def _divergence(module, loss_fn, train, params, optimizer, learning_rate, epoch, generator):
-    name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
-    overflow = data_overflow(train)
-    if overflow is not None:
-        return DivergenceError(
-            f"The training loss became non-finite in pass {epoch + 1}: {overflow}. The parameters were "
-            f"restored to the last sane state.", learning_rate, None, cause="data")
-    try:
-        est = estimate_max_learning_rate(
-            module, loss_fn, train, optimizer=name if isinstance(optimizer, str) else "sgd", params=params,
-            n_iter=30, tol=1e-3, n_samples=1024, generator=generator,
-        )
-        suggested = est.learning_rate
-        hint = f"the power method gives lambda_max={est.lambda_max:.4g}, i.e. learning_rate={suggested:.4g}"
-    except (RuntimeError, ValueError) as exc:
-        suggested = None
-        hint = f"the power-method estimate failed ({exc})"
-    message = (
-        f"The training loss diverged (non-finite, or {DIVERGENCE_GROWTH:.0e} times its starting value) in "
-        f"pass {epoch + 1} with optimizer={name!r} and learning_rate={learning_rate:.4g}; the parameters "
-        f"were restored to the last sane state. At those parameters {hint}: lower learning_rate or use "
-        f"learning_rate='auto'."
-    )
-    return DivergenceError(message, learning_rate, suggested, cause="learning_rate")
 
 
 def fit_module(
@@ -329,7 +267,7 @@ def fit_module(
     floor = 0.5 * train[0].detach().to(params[0]).square().sum() / max(n_train, 1)
     steps = n_seen = 0
 
-    def restore_sane(checks: list[bool]) -> None:
+    def restoresane(checks: list[bool]) -> None:
         """Back to the start of the pass if its first step's loss was sane, else of the previous pass."""
         with torch.no_grad():
             torch._foreach_copy_(params, good if checks[1] else older)
@@ -375,11 +313,11 @@ def fit_module(
             if bar is not None:
                 bar.close()
             loss_sum, n_seen = distributed.end_pass(loss_sum, n_seen)
-            checks = _sane([loss_sum / n_seen, first], params, limit)
+            checks = sane([loss_sum / n_seen, first], params, limit)
             checks = distributed.all_true(checks)  # every rank takes the same decision
             if not all(checks):
-                restore_sane(checks)
-                raise _divergence(module, loss_fn, train, params, optimizer, state.learning_rate,
+                restoresane(checks)
+                raise divergence_error(module, loss_fn, train, params, optimizer, state.learning_rate,
                                   state.epoch, generator)
             with torch.no_grad():
                 torch._foreach_copy_(older, good)
@@ -414,9 +352,9 @@ def fit_module(
                 break
     except KeyboardInterrupt:
         result.interrupted = True
-        checks = _sane([loss_sum / max(n_seen, 1), first], params, limit)
+        checks = sane([loss_sum / max(n_seen, 1), first], params, limit)
         if not all(checks):
-            restore_sane(checks)
+            restoresane(checks)
     finally:
         module.train(was_training)
     hooks.use_average(True)
