@@ -234,9 +234,13 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
 
 
 def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool, max_steps: int,
-                  chunk_size: int | None, max_active: int | None = None, penalty: L1 | None = None):
+                  chunk_size: int | None, max_active: int | None = None, penalty: L1 | None = None,
+                  double: bool = True):
     """Every sample's path (compiled on the CPU, :func:`_path_chunk` elsewhere): (codes, steps, arrived),
-    and with ``penalty`` the relative duality gaps of the path's codes in the precision it ran in."""
+    and with ``penalty`` the relative duality gaps of the path's codes in the precision it ran in.
+
+    ``double``: the compiled path runs in float64 whatever the data (see the comment below); False runs it
+    in the data's precision."""
     m = D.shape[0]
     # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
     chunk = chunk_size or 2 * default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
@@ -245,7 +249,7 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
     # The compiled path runs in float64 whatever the data: a float32 path loses digits in proportion to the
     # active Gram matrix's conditioning (relative gaps of 1e-4 on dense codes in coherent atoms, 1e-6 in
     # float64 rounded back to float32), for about a quarter more time.
-    Dp = D if compiled is None else D.double()
+    Dp = D.double() if compiled is not None and double else D
     G = Dp @ Dp.T
 
     def follow_path(Xc):
@@ -253,7 +257,7 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
             Zc, it, arrived = _path_chunk(Xc, D, G, alpha, positive, max_steps, max_active)
         else:
             lar = max_active is not None
-            Zc, it, status = compiled.lasso_path(Xc.double() @ Dp.T, G, alpha, positive, max_steps, kmax, lar,
+            Zc, it, status = compiled.lasso_path(Xc.to(Dp.dtype) @ Dp.T, G, alpha, positive, max_steps, kmax, lar,
                                                  max_active if lar else kmax)
             it, arrived = int(it.max()), status == 1
         if penalty is None:
@@ -310,9 +314,18 @@ def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L
     if n == 0:
         return zero_result(X.new_zeros((n, m)))
     positive = penalty.positive
-    Z, steps, arrived, path_gap = _follow_paths(X, D, alpha, positive, max_iter, chunk_size, penalty=penalty)
+    # The path in the data's precision first; on the CPU, the float32 samples it leaves above ``tol`` (digits
+    # lost to an ill-conditioned active Gram matrix: dense codes in coherent atoms) take it again in float64,
+    # so the well-conditioned majority does not pay for float64.
+    Z, steps, arrived, path_gap = _follow_paths(X, D, alpha, positive, max_iter, chunk_size, penalty=penalty,
+                                                double=False)
     # converged: the path's solution, before its rounding to float32 (which FISTA in float32 cannot undo)
     converged = arrived & (path_gap <= tol) if tol > 0 else arrived
+    redo = torch.nonzero(~converged).squeeze(1)
+    if redo.numel() and X.dtype != torch.float64 and X.device.type == "cpu" and compiled_kernels() is not None:
+        Zr, sr, ar, gr = _follow_paths(X[redo], D, alpha, positive, max_iter, chunk_size, penalty=penalty)
+        Z[redo], arrived[redo], path_gap[redo], steps = Zr, ar, gr, max(steps, sr)
+        converged[redo] = ar & (gr <= tol) if tol > 0 else ar
     gap = chunked_gap(X, Z, D, alpha, penalty) if X.dtype != torch.float64 else path_gap
     rest = torch.nonzero(~converged).squeeze(1)
     if rest.numel():  # a broken path, too few steps, or rounding: FISTA finishes from where it stopped
