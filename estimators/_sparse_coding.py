@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecode.penalties import L1, make_penalty
+from sparsecode.penalties import L1, Penalty, make_penalty
 from sparsecode.solvers.encode import ALIASES, GREEDY, SOLVERS, solve_lasso
 from sparsecode.topography import Pools
 
@@ -133,15 +133,18 @@ class SparseCodingMixin(
             raise ValueError("Give either groups or topography, not both.")
         return Pools.from_topography(self.topography, self.pool_size, n_components=n_components)
 
+    def _code_penalty(self, n_components: int, positive: bool = False) -> Penalty:
+        """The penalty of ``groups`` / ``topography`` (L1 without them) on ``n_components`` codes."""
+        return make_penalty(positive=positive, groups=group_index(self.groups, n_components),
+                            pools=self._pools(n_components))
+
     def _encode(self, X: np.ndarray, dictionary, *, init=None) -> np.ndarray:
         """Codes of validated ``X``; ``dictionary`` is a numpy array or a tensor on the device."""
         algorithm = self.transform_algorithm
         alpha = self._transform_alpha()
         Xt = self._tensor(X)
         Dt = self._tensor(dictionary, dtype=Xt.dtype)
-        m = Dt.shape[0]
-        penalty = make_penalty(positive=self.positive_code, groups=group_index(self.groups, m),
-                               pools=self._pools(m))
+        penalty = self._code_penalty(Dt.shape[0], self.positive_code)
         if not isinstance(penalty, L1) and algorithm not in ("auto", "fista", "ista"):
             raise ValueError(f"transform_algorithm={algorithm!r} does not support groups or topography; use "
                              "'auto', 'fista' or 'ista'.")
@@ -179,9 +182,7 @@ class SparseCodingMixin(
         if self.split_sign:
             code = self._signed(code)
         Z = torch.as_tensor(code, dtype=torch.float64)
-        m = Z.shape[1]
-        penalty = make_penalty(groups=group_index(self.groups, m), pools=self._pools(m))
-        return penalty.value(Z, self._transform_alpha()).numpy()
+        return self._code_penalty(Z.shape[1]).value(Z, self._transform_alpha()).numpy()
 
     def _n_nonzero_coefs(self, shape) -> int:
         """Atoms per code for ``"omp"`` and ``"lars"``: as given, or ``n_features // 10`` clipped to

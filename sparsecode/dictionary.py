@@ -185,7 +185,6 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
     return cost
 
 
-
 @dataclass
 class OnlineLearningResult:
     """What one call of :func:`learn_dictionary_online` did.
