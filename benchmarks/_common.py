@@ -36,10 +36,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def patches(n: int, seed: int = 0, size: int = 8) -> np.ndarray:
-    """``n`` centred, unit-norm ``size x size`` patches of scikit-learn's ``china.jpg``, float64."""
-    img = load_sample_image("china.jpg").mean(2) / 255.0
+def patches(n: int, seed: int = 0, size: int = 8, image: str = "china.jpg", raw: bool = False) -> np.ndarray:
+    """``n`` centred, unit-norm ``size x size`` patches of scikit-learn's sample ``image``, float64; with
+    ``raw``, the grey pixels in [0, 1] as extracted."""
+    img = load_sample_image(image).mean(2) / 255.0
     P = extract_patches_2d(img, (size, size), max_patches=n, random_state=seed).reshape(n, -1)
+    if raw:
+        return P
     P -= P.mean(1, keepdims=True)
     P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
     return P

@@ -14,6 +14,18 @@ objective gaps ``(F - F*) / F*`` of 1e-2, 1e-3 and 1e-4; a second pass times run
 iterations (best of ``--repeat``). Prints iterations, seconds, ``time(ours) / time(SPORCO)`` and
 non-zeros. SPORCO is a benchmark peer only (``pip install sporco``); without it its rows are skipped.
 
+``--versus dictionary``: convolutional dictionary learning against SPORCO's ``ConvBPDNDictLearn``
+(ADMM coding, ``cns`` dictionary update, the options of its examples), on the same high-pass images cut
+into non-overlapping ``--size`` tiles: ``--n-images`` for training, the next ``--n-test`` held out; both
+start from the same 32 (``--n-filters``) 8x8 filters (:func:`init_conv_dictionary` on the training
+tiles), with the same lambda, circular boundary, and run ``--passes`` outer iterations. Ours is
+:func:`conv_dictionary_step` on all tiles per pass with ``--coding-max-iter`` coding and
+``--dictionary-max-iter`` dictionary ADMM iterations, the coding ADMM resumed across passes
+(``ADMMState``), i.e. CBPDN-DL's interleaving, as SPORCO's one iteration of each. Both are timed
+(after a warm-up, ``--repeat`` interleaved runs, best kept) and scored by one function: the mean
+:func:`objective` of the held-out tiles at their exact codes with the learned filters (normalised;
+float64 ADMM to a relative duality gap of 1e-5).
+
 ``--versus patches``: the earlier comparison (issue 7) of convolutional coding and the lasso on all
 overlapping patches at equal PSNR:
 
@@ -49,8 +61,10 @@ from threadpoolctl import threadpool_limits
 
 from estimators import DictionaryLearning
 from sparsecode import conv_fista, conv_lipschitz_constant, conv_reconstruct
+from sparsecode.conv_dictionary import ConvDictionaryState, conv_dictionary_step, init_conv_dictionary
 from sparsecode.device import resolve_device
 from sparsecode.solvers import conv_admm, solve_lasso
+from sparsecode.solvers.conv_admm import ADMMState
 
 PATCH = 8
 LEVELS = (1e-2, 1e-3, 1e-4)
@@ -170,6 +184,80 @@ def versus_sporco(args) -> None:
             print(f"{name:<24}{level:>8.0e}{n_iter:>6}{seconds:>9.2f}{seconds / peer:>13.2f}{nnz:>10}")
 
 
+def tiles(S: np.ndarray, size: int, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping ``size x size`` tiles of the images ``S``, alternating images: training and held-out."""
+    rows, cols = S.shape[1] // size, S.shape[2] // size
+    out = [S[i, r * size:(r + 1) * size, c * size:(c + 1) * size]
+           for t in range(rows * cols) for i in range(len(S)) for r, c in [divmod(t, cols)]]
+    return np.stack(out[:n_train]), np.stack(out[n_train:n_train + n_test])
+
+
+def sporco_learning(S: np.ndarray, D0: np.ndarray, alpha: float, passes: int, dtype) -> np.ndarray:
+    """SPORCO's ``ConvBPDNDictLearn`` (ADMM coding, ``cns`` dictionary update, the options of its examples)."""
+    from sporco.dictlrn import cbpdndl
+
+    opt = cbpdndl.ConvBPDNDictLearn.Options({"Verbose": False, "MaxMainIter": passes,
+                                             "CBPDN": {"rho": 50.0 * alpha + 0.5},
+                                             "CCMOD": {"rho": 10.0}}, xmethod="admm", dmethod="cns")
+    learner = cbpdndl.ConvBPDNDictLearn(D0.transpose(1, 2, 0).astype(dtype), S.transpose(1, 2, 0).astype(dtype),
+                                        alpha, opt, xmethod="admm", dmethod="cns")
+    return learner.solve().squeeze().transpose(2, 0, 1)
+
+
+def sparsecode_learning(S: np.ndarray, D0: np.ndarray, alpha: float, passes: int, dtype, args) -> np.ndarray:
+    """Passes of :func:`conv_dictionary_step` on all images (circular model, codes warm-started across passes)."""
+    X, D = torch.as_tensor(S, dtype=dtype), torch.as_tensor(D0, dtype=dtype)[:, None]
+    state, codes, resume = ConvDictionaryState.empty(D, X.shape[-2:]), None, ADMMState()
+    for _ in range(passes):
+        D, res = conv_dictionary_step(X, D, state, alpha, boundary="circular", full_batch=True, z0=codes,
+                                      resume=resume, coding_tol=args.coding_tol,
+                                      coding_max_iter=args.coding_max_iter,
+                                      dictionary_max_iter=args.dictionary_max_iter)
+        codes = res.code
+    return D[:, 0].numpy()
+
+
+def versus_sporco_learning(args) -> None:
+    """Convolutional dictionary learning against SPORCO's: held-out objective and time after equal passes."""
+    try:
+        import sporco.fft
+        sporco.fft.pyfftw_threads = args.threads
+    except ImportError:
+        sporco = None
+        print(SPORCO_MISSING)
+    dtype_np, dtype_t = (np.float32, torch.float32) if args.dtype == "float32" else (np.float64, torch.float64)
+    train, test = tiles(highpass_images(), args.size, args.n_images, args.n_test)
+    D0 = init_conv_dictionary(torch.as_tensor(train), args.n_filters, (PATCH, PATCH),
+                              torch.Generator().manual_seed(0))[:, 0].numpy()
+    alpha = args.alpha
+    print(f"{len(train)} training and {len(test)} held-out tiles of {args.size}x{args.size}, {len(D0)} filters "
+          f"8x8, lambda={alpha}, {args.passes} passes, {args.dtype}, {args.threads} thread(s).")
+
+    def held_out(D: np.ndarray) -> float:
+        """Mean objective of the held-out tiles at their exact codes (float64 ADMM to a gap of 1e-5)."""
+        D = D / np.maximum(np.linalg.norm(D.reshape(len(D), -1), axis=1), 1e-12)[:, None, None]
+        Z = conv_admm(torch.as_tensor(test), torch.as_tensor(D), alpha, boundary="circular", tol=1e-5,
+                      max_iter=3000).code.numpy()
+        return objective(test, Z, D, alpha) / len(test)
+
+    runs = {"sparsecode": lambda n: sparsecode_learning(train, D0, alpha, n, dtype_t, args)}
+    if sporco is not None:
+        runs["SPORCO ConvBPDNDictLearn"] = lambda n: sporco_learning(train, D0, alpha, n, dtype_np)
+    times, learned = {name: [] for name in runs}, {}
+    for name, run in runs.items():
+        run(2)  # warm-up
+    for _ in range(args.repeat):  # interleaved, so that a changing load hits both
+        for name, run in runs.items():
+            seconds, learned[name] = timed(lambda: run(args.passes))
+            times[name].append(seconds)
+    rows = {name: (min(times[name]), held_out(D)) for name, D in learned.items()}
+    print(f"held-out objective of the initial filters: {held_out(D0):.6g}")
+    peer = rows.get("SPORCO ConvBPDNDictLearn", (float("nan"), float("nan")))
+    print(f"{'learner':<26}{'seconds':>9}{'ours/SPORCO':>13}{'held-out objective':>20}{'ours/SPORCO':>13}")
+    for name, (seconds, value) in rows.items():
+        print(f"{name:<26}{seconds:>9.2f}{seconds / peer[0]:>13.2f}{value:>20.6g}{value / peer[1]:>13.4f}")
+
+
 def dct_atoms(n_atoms: int, size: int = PATCH) -> np.ndarray:
     """The ``n_atoms`` lowest-frequency unit-norm 2-D DCT-II atoms, shape (n, size, size)."""
     k = np.arange(size)
@@ -264,21 +352,27 @@ def versus_patches(args) -> None:
 
 def main():
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--versus", choices=("sporco", "patches"), default="sporco")
+    p.add_argument("--versus", choices=("sporco", "dictionary", "patches"), default="sporco")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="(sporco)")
     p.add_argument("--crop", type=int, default=0, help="(sporco) central crop size; 0: whole images")
     p.add_argument("--max-iter", type=int, default=200, help="(sporco) iterations of the traced pass")
     p.add_argument("--repeat", type=int, default=1, help="(sporco) timed runs per level, best kept")
-    p.add_argument("--size", type=int, default=64, help="(patches) crop size in pixels (default 64)")
-    p.add_argument("--n-images", type=int, default=4, help="(patches)")
+    p.add_argument("--size", type=int, default=64, help="(patches, dictionary) crop / tile size in pixels")
+    p.add_argument("--n-images", type=int, default=4, help="(patches, dictionary) images / training tiles")
+    p.add_argument("--n-test", type=int, default=4, help="(dictionary) held-out tiles")
+    p.add_argument("--n-filters", type=int, default=32, help="(dictionary)")
+    p.add_argument("--passes", type=int, default=50, help="(dictionary) outer iterations of both learners")
+    p.add_argument("--coding-tol", type=float, default=0.0, help="(dictionary) ours, per pass")
+    p.add_argument("--coding-max-iter", type=int, default=1, help="(dictionary) ours: ADMM iterations per pass")
+    p.add_argument("--dictionary-max-iter", type=int, default=1, help="(dictionary) ours, per pass")
     p.add_argument("--tol", type=float, default=1e-3, help="(patches) relative duality gap of both solvers")
     p.set_defaults(n_components=16, alpha=None, threads=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    if args.versus == "sporco":
+    if args.versus in ("sporco", "dictionary"):
         args.alpha = 0.05 if args.alpha is None else args.alpha
         with threadpool_limits(args.threads):
-            versus_sporco(args)
+            (versus_sporco if args.versus == "sporco" else versus_sporco_learning)(args)
     else:
         args.alpha = 0.1 if args.alpha is None else args.alpha
         versus_patches(args)

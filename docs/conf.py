@@ -33,6 +33,8 @@ templates_path = ["_templates"]
 autosummary_generate = True
 _SKLEARN_PLUMBING = [f"set_{m}_request" for m in ("fit", "partial_fit", "predict", "score", "transform",
                                                        "inverse_transform", "predict_proba")]
+# keep the estimators' hints readable: ``X: ArrayLike``, not numpy's expanded union
+autodoc_type_aliases = {"ArrayLike": "numpy.typing.ArrayLike", "Self": "typing_extensions.Self"}
 autodoc_default_options = {"members": True, "exclude-members": ", ".join(["set_output", *_SKLEARN_PLUMBING])}
 numpydoc_show_class_members = False
 numpydoc_show_inherited_class_members = False

@@ -6,15 +6,20 @@ import copy
 import io
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.device import as_tensor, make_generator, resolve_device, to_numpy
 
 from ._validation import check_codes
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "TorchEstimatorMixin",
@@ -25,6 +30,7 @@ __all__ = [
     "DeviceWarning",
     "DEVICE_CONSTRAINT",
     "unchanged_on_failure",
+    "ArrayLike",
 ]
 
 DEVICE_CONSTRAINT = [str, torch.device, None]
@@ -79,7 +85,7 @@ class FitMixin:
     """
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: None = None) -> Self:
         """Fit the estimator on ``X`` (the class description says what it learns).
 
         Parameters
@@ -99,7 +105,7 @@ class FitMixin:
             self._fit(X)
         return self
 
-    def _fit(self, X) -> None:
+    def _fit(self, X: ArrayLike) -> None:
         """Validate ``X`` and learn from it; the parameters are already validated."""
         raise NotImplementedError
 
@@ -107,7 +113,7 @@ class FitMixin:
 class EnergyScoreMixin:
     """``score`` written once: minus the mean of the per-sample energies of :meth:`_energies`."""
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: None = None) -> float:
         """Minus the mean energy of ``X`` at its codes (higher is better), for model selection.
 
         Parameters
@@ -146,7 +152,7 @@ class LinearDecoderMixin:
         code = check_codes(code, atoms.shape[0], "n_components")
         return code @ atoms.astype(code.dtype, copy=False)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Data rebuilt from codes: ``code @ atoms``, the atoms given or learned (``components_``).
 
         Parameters

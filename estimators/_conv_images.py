@@ -22,9 +22,10 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecode import ConvOperator, code_size
+from sparsecode import L1, ConvOperator, MapGroupL1, Penalty, code_size
 
 from ._base import DEVICE_CONSTRAINT, FloatTransformerMixin
+from ._sparse_coding import group_index
 from ._validation import check_codes, check_input
 
 __all__ = ["ConvImagesMixin", "pair", "ConvCodingMixin"]
@@ -189,8 +190,25 @@ class ConvImagesMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin):
 class ConvCodingMixin(ConvImagesMixin):
     """``transform`` of the estimators that code images against kernels with the convolutional solvers.
 
-    A subclass gives, in :meth:`_codes`, the validated images, their feature maps and the input dtype.
+    A subclass gives, in :meth:`_codes`, the validated images, their feature maps and the input dtype;
+    its ``groups`` and ``positive_code`` give the penalty of the maps (:meth:`_map_penalty`).
     """
+
+    _shared_docs = {
+        "groups": """\
+    groups : int, array-like or None, default=None
+        Group sparsity across feature maps: the maps of a group are penalised together at each
+        position, by the norm of their values there (:class:`sparsecode.MapGroupL1`; the group-sparse
+        convolutional model). As in :class:`estimators.SparseCoder`: an int is a group size
+        (consecutive maps, the last group may be smaller), a sequence of ``n_components`` labels
+        gives each map's group, a list of index lists gives each group's maps. None: the L1 penalty.
+""",
+    }
+
+    def _map_penalty(self, n_components: int) -> Penalty:
+        """The penalty of the maps: :class:`L1`, or the :class:`MapGroupL1` of ``groups``."""
+        index = group_index(self.groups, n_components)
+        return L1(self.positive_code) if index is None else MapGroupL1(index, self.positive_code)
 
     def _codes(self, X) -> tuple[torch.Tensor, torch.Tensor, np.dtype]:
         raise NotImplementedError

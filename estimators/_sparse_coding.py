@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.penalties import L1, Penalty, make_penalty
-from sparsecode.solvers.encode import ALIASES, GREEDY, SOLVERS, solve_lasso
+from sparsecode.solvers.encode import ALIASES, GREEDY, SOLVERS, encode_in_chunks, max_correlation
 from sparsecode.topography import Pools
 
 from ._base import DEVICE_CONSTRAINT, FitMixin, FloatTransformerMixin, LinearDecoderMixin, TorchEstimatorMixin
@@ -106,10 +106,14 @@ class SparseCodingMixin(
     def transform(self, X, y=None):
         """Sparse codes of ``X`` in the dictionary (``dictionary``, or the learned ``components_``).
 
+        ``X`` is coded chunk by chunk into one output, so a ``np.memmap`` larger than memory is never
+        loaded whole; for codes larger than memory too, write them into a memmap with
+        :func:`sparsecode.sparse_encode` (``out=``).
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            The data to encode.
+            The data to encode (a float32 or float64 ``np.memmap`` is read as it is, without a copy).
         y : Ignored
             Not used, present for API consistency.
 
@@ -139,35 +143,38 @@ class SparseCodingMixin(
                             pools=self._pools(n_components))
 
     def _encode(self, X: np.ndarray, dictionary, *, init=None) -> np.ndarray:
-        """Codes of validated ``X``; ``dictionary`` is a numpy array or a tensor on the device."""
+        """Codes of validated ``X`` (read chunk by chunk: a memmap is never loaded whole, and ``n_jobs``
+        workers code chunks at the same time); ``dictionary`` is a numpy array or a tensor on the device."""
         algorithm = self.transform_algorithm
         alpha = self._transform_alpha()
-        Xt = self._tensor(X)
-        Dt = self._tensor(dictionary, dtype=Xt.dtype)
-        penalty = self._code_penalty(Dt.shape[0], self.positive_code)
+        Dt = self._tensor(dictionary, dtype=X.dtype)
+        n_components = Dt.shape[0]
+        penalty = self._code_penalty(n_components, self.positive_code)
         if not isinstance(penalty, L1) and algorithm not in ("auto", "fista", "ista"):
             raise ValueError(f"transform_algorithm={algorithm!r} does not support groups or topography; use "
                              "'auto', 'fista' or 'ista'.")
-        if algorithm in GREEDY:
-            res = solve_lasso(Xt, Dt, alpha, penalty=penalty, algorithm=algorithm,
-                              n_nonzero_coefs=self._n_nonzero_coefs(Dt.shape))
-        else:
-            z0 = None if init is None else self._tensor(init, dtype=Xt.dtype)
-            res = solve_lasso(Xt, Dt, alpha, penalty=penalty, algorithm=algorithm, z0=z0,
-                              max_iter=self.transform_max_iter, tol=self.transform_tol)
+        # split_sign: the signed codes go into the left half, then are split in place
+        code = np.empty((X.shape[0], 2 * n_components), X.dtype) if self.split_sign else None
+        res = encode_in_chunks(
+            X, Dt, alpha, penalty=penalty, algorithm=algorithm, init=init,
+            out=None if code is None else code[:, :n_components], n_jobs=self.n_jobs,
+            n_nonzero_coefs=self._n_nonzero_coefs(Dt.shape) if algorithm in GREEDY else None,
+            max_iter=self.transform_max_iter, tol=self.transform_tol)
+        if algorithm not in GREEDY:
             self._warn_not_converged(res)
-            self._warn_all_zero(res.code, Xt, Dt, alpha)
-        code = self._numpy(res.code, X.dtype)
-        if self.split_sign:
-            code = np.hstack([np.maximum(code, 0), -np.minimum(code, 0)])
+            self._warn_all_zero(res.code, X, Dt, alpha)
+        if code is None:
+            return res.code
+        signed, negative = code[:, :n_components], code[:, n_components:]
+        np.negative(np.minimum(signed, 0, out=negative), out=negative)
+        np.maximum(signed, 0, out=signed)
         return code
 
-    def _warn_all_zero(self, code: torch.Tensor, X: torch.Tensor, D: torch.Tensor, alpha: float) -> None:
+    def _warn_all_zero(self, code: np.ndarray, X: np.ndarray, D: torch.Tensor, alpha: float) -> None:
         """Say so when every code is zero on non-zero data, naming the largest useful alpha."""
-        if alpha <= 0 or bool(code.any()) or not bool(X.any()):
+        if alpha <= 0 or code.any() or not X.any():
             return
-        C = X @ D.T
-        alpha_max = float((C.amax() if self.positive_code else C.abs().amax()).clamp(min=0))
+        alpha_max = max_correlation(X, D, positive=self.positive_code)
         warnings.warn(
             f"Every code is zero: alpha={alpha:g} is at least the largest correlation between the data and "
             f"an atom, max |X D^T| = {alpha_max:.4g}, above which the lasso's solution is zero. Choose "

@@ -1,17 +1,23 @@
-"""The base of every trained estimator: the shared training parameters, their documentation, and the
-call into the one training loop (:func:`sparsecode.training.fit_module`).
+"""The base of every trained estimator: the shared training parameters (documented in
+:mod:`estimators._training_doc`), and the call into the one training loop (:func:`sparsecode.training.fit_module`).
 
 A trained estimator derives from :class:`TrainedEstimator`, lists all its parameters in ``__init__``
 (scikit-learn requires it) and passes the shared ones to ``super().__init__``, extends
 :attr:`TrainedEstimator._parameter_constraints`, writes ``{training}`` in its docstring where the
 shared entries go (filled with the defaults of its own ``__init__``) and trains through
 :meth:`TrainedEstimator._train`.
+
+Every ``_fit`` a subclass defines runs inside one fit session (wrapped when the class is created): its
+calls of :meth:`TrainedEstimator._train` share one :class:`~sparsecode.training.checkpoint.Checkpoint`
+(they are its stages), and in a distributed fit the ranks meet before training
+(:class:`~sparsecode.training.faults.RankAgreement`), so that a rank whose shard fails validation stops
+the others with its message instead of leaving them waiting.
 """
 
 from __future__ import annotations
 
-import inspect
-import textwrap
+import functools
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -23,18 +29,23 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from sparsecode.training import STRATEGIES, Distributed, TrainResult, fit_module
+from sparsecode.training.checkpoint import Checkpoint, describe_params
+from sparsecode.training.distributed import check_process_group, sum_over_ranks
+from sparsecode.training.faults import RankAgreement
 from sparsecode.training.optim import OPTIMIZERS
 
 from ._base import DEVICE_CONSTRAINT, FitMixin, FloatTransformerMixin, TorchEstimatorMixin
+from ._training_doc import training_parameters_doc
 from ._validation import check_input
 
-__all__ = ["TrainedEstimator", "TrainedTransformer", "training_parameters_doc", "data_scale", "ALPHA_FRACTION"]
+__all__ = ["TrainedEstimator", "TrainedTransformer", "training_parameters_doc", "data_scale", "ALPHA_FRACTION",
+           "estimator_checkpoint"]
 
 ALPHA_FRACTION = 0.1
 """``alpha=None`` resolves to this fraction of :func:`data_scale` (``alpha_``)."""
 
 
-def data_scale(X: np.ndarray, atom_size: int | None = None) -> float:
+def data_scale(X: np.ndarray, atom_size: int | None = None, distributed=None) -> float:
     """The root-mean-square norm of the pieces of ``X`` an atom sees: ``sqrt(mean(X**2) * atom_size)``.
 
     It bounds the typical correlation of a sample with a unit-norm atom, so a penalty or an input
@@ -46,6 +57,9 @@ def data_scale(X: np.ndarray, atom_size: int | None = None) -> float:
         Training data.
     atom_size : int, optional
         Values per atom (a patch for convolutional models); all of a sample's values when None.
+    distributed : str or Distributed, optional
+        The fit's strategy: when given, the mean is over every rank's shard, so that all ranks share
+        one scale (and one default ``alpha``).
 
     Returns
     -------
@@ -53,103 +67,41 @@ def data_scale(X: np.ndarray, atom_size: int | None = None) -> float:
         Positive (1 for all-zero data).
     """
     atom_size = int(np.prod(X.shape[1:])) if atom_size is None else int(atom_size)
-    scale = float(np.sqrt(np.mean(np.square(X, dtype=np.float64)) * atom_size))
+    total = torch.tensor([np.sum(np.square(X, dtype=np.float64)), X.size], dtype=torch.float64)
+    if distributed is not None:
+        check_process_group(str(distributed))
+        (total,) = sum_over_ranks([total])
+    scale = float(torch.sqrt(total[0] / total[1] * atom_size)) if total[1] > 0 else 0.0
     return scale if scale > 0 else 1.0
 
-# name -> (type, description); the default comes from each estimator's own signature
-_TRAINING_PARAMETERS_DOC = {
-    "optimizer": (
-        '{"sgd", "momentum", "nesterov", "asgd", "rmsprop", "adam", "sdlm", "lbfgs"} or '
-        "torch.optim.Optimizer subclass",
-        """\
-        Optimizer of the training loop (:data:`sparsecode.training.optim.OPTIMIZERS`). "momentum" and
-        "nesterov" use momentum 0.9; "asgd" keeps the averaged weights; "sdlm" scales each weight's
-        rate by its Gauss-Newton curvature; "lbfgs" uses a strong-Wolfe line search.""",
-    ),
-    "learning_rate": (
-        'float or "auto"',
-        """\
-        Base rate. "auto" derives it from the largest Hessian eigenvalue (power method):
-        1/lambda_max for "sgd" and "asgd", (1 - 0.9)/lambda_max for "momentum"/"nesterov",
-        1/lambda_max of the preconditioned Hessian for "sdlm", RMS gradient/lambda_max for
-        "adam"/"rmsprop", and 1 for "lbfgs". The resolved value is ``learning_rate_``.""",
-    ),
-    "max_iter": ("int", "Maximum number of passes over the training data (0 is allowed)."),
-    "batch_size": ("int or None", "Minibatch size; None uses the whole training set per step."),
-    "tol": (
-        "float",
-        """\
-        Training stops when the loss (the validation loss with ``early_stopping``) has not improved
-        by at least ``tol`` for more than ``n_iter_no_change`` passes.""",
-    ),
-    "n_iter_no_change": ("int", "Passes without improvement tolerated before stopping."),
-    "early_stopping": (
-        "bool",
-        """\
-        Hold out ``validation_fraction`` of the training data, stop on its loss and keep the
-        parameters of the best pass.""",
-    ),
-    "validation_fraction": ("float", "Fraction held out when ``early_stopping`` is True."),
-    "warm_start": (
-        "bool",
-        "Continue the previous fit (same optimizer, counters and curves) instead of restarting.",
-    ),
-    "verbose": ("int", "1 prints a line per pass, 2 also a progress bar."),
-    "random_state": (
-        "int, RandomState instance or None",
-        "Seeds the minibatch order and the validation split.",
-    ),
-    "device": (
-        '{"auto", "cpu", "cuda", "cuda:N"}, torch.device or None',
-        """\
-        Where the computation runs. ``"auto"`` (or None) uses CUDA when available. Arrays go in and
-        come out as numpy on the CPU whatever the device.""",
-    ),
-    "distributed": (
-        '{"allreduce", "easgd", "eamsgd"}, sparsecode.training.Distributed or None',
-        """\
-        Train on several processes of a ``torch.distributed`` process group (started by ``torchrun``),
-        each rank calling ``fit`` on its own shard (shards may differ in size): "allreduce" averages
-        the gradients at every step, "easgd" and "eamsgd" are elastic averaging SGD (with local
-        Nesterov momentum); every rank ends with the same model
-        (:mod:`sparsecode.training.distributed`). None: this process alone.""",
-    ),
-}
+
+_NOT_IDENTIFYING = frozenset({"max_iter", "verbose", "checkpoint"})
 
 
-def _format_default(value) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value)
+def estimator_checkpoint(estimator, ignored=_NOT_IDENTIFYING) -> Checkpoint | None:
+    """The checkpoint of a fit of ``estimator``: its file ``checkpoint`` (None: none), identified by the
+    class and the parameters, less the ``ignored`` ones (those a resumed fit may change)."""
+    if estimator.checkpoint is None:
+        return None
+    params = describe_params({k: v for k, v in estimator.get_params(deep=False).items() if k not in ignored})
+    cls = type(estimator)
+    return Checkpoint(estimator.checkpoint, {"class": f"{cls.__module__}.{cls.__qualname__}", **params})
 
 
-def training_parameters_doc(init, notes: dict[str, str] | None = None) -> str:
-    """The numpydoc entries of the shared training parameters, with the defaults of ``init``.
-
-    Parameters
-    ----------
-    init : callable
-        An estimator's ``__init__``; its signature gives every default.
-    notes : dict, optional
-        Sentences appended to a parameter's entry (the estimator's own remarks on it).
-
-    Returns
-    -------
-    str
-        The entries, indented for a class docstring.
-    """
-    signature = inspect.signature(init).parameters
-    notes = notes or {}
-    lines = []
-    for name, (kind, description) in _TRAINING_PARAMETERS_DOC.items():
-        lines.append(f"    {name} : {kind}, default={_format_default(signature[name].default)}")
-        body = textwrap.dedent(description)
-        if name in notes:
-            body += "\n" + textwrap.dedent(notes[name])
-        lines.append(textwrap.indent(body.strip("\n"), " " * 8))
-    return "\n".join(lines) + "\n"
+def _fit_session(fit):
+    """``fit`` (a ``_fit``) with its :meth:`TrainedEstimator._train` calls in one session: one checkpoint,
+    and one meeting of the ranks before training (a failure before it is passed on to the others)."""
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        if "_session" in vars(self):  # a subclass's _fit calling its base's
+            return fit(self, *args, **kwargs)
+        with RankAgreement(self.distributed is not None) as agreement:
+            self._session = (agreement, estimator_checkpoint(self))
+            try:
+                return fit(self, *args, **kwargs)
+            finally:
+                del self._session
+    return wrapper
 
 
 class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
@@ -180,6 +132,7 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "device": DEVICE_CONSTRAINT,
         "distributed": [StrOptions(set(STRATEGIES)), Distributed, None],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     _training_notes: dict[str, str] = {}
@@ -198,8 +151,14 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
     def _doc_sections(cls) -> dict[str, str]:
         return {**super()._doc_sections(), "training": training_parameters_doc(cls.__init__, cls._training_notes)}
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_fit" in vars(cls):
+            cls._fit = _fit_session(vars(cls)["_fit"])
+
     def __init__(self, optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                 validation_fraction, warm_start, verbose, random_state, device, distributed=None):
+                 validation_fraction, warm_start, verbose, random_state, device, distributed=None,
+                 checkpoint=None):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.max_iter = max_iter
@@ -213,6 +172,7 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.distributed = distributed
+        self.checkpoint = checkpoint
 
     def _resolve_alpha(self, scale: float) -> float:
         """Set and return ``alpha_``: ``self.alpha``, or ``ALPHA_FRACTION * scale`` when it is None.
@@ -221,6 +181,18 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
         """
         self.alpha_ = ALPHA_FRACTION * scale if self.alpha is None else float(self.alpha)
         return self.alpha_
+
+    def _agree(self) -> None:
+        """Meet the other ranks (once per fit): every rank has validated its shard. Before any collective."""
+        agreement, _ = getattr(self, "_session", (None, None))
+        if agreement is not None:
+            agreement.agree()
+
+    def _data_scale(self, X: np.ndarray, atom_size: int | None = None) -> float:
+        """:func:`data_scale` of the training data, over every rank's shard in a distributed fit."""
+        if self.distributed is not None:
+            self._agree()
+        return data_scale(X, atom_size, distributed=self.distributed)
 
     def _train(
         self,
@@ -276,6 +248,11 @@ generator, max_steps
         if state is not None and state.optimizer is not None and changed:
             state.optimizer = None  # set_params changed them: rebuild the optimizer with the new ones
         max_iter = self.max_iter if max_iter is None else max_iter
+        agreement, checkpoint = getattr(self, "_session", (None, None))
+        if agreement is not None:
+            self._agree()
+        elif self.checkpoint is not None:  # a fit outside a session: this call alone
+            checkpoint = estimator_checkpoint(self)
         result = fit_module(
             module,
             loss_fn,
@@ -298,6 +275,7 @@ generator, max_steps
             max_steps=max_steps,
             lr_decay=lr_decay,
             distributed=self.distributed,
+            checkpoint=checkpoint,
         )
         state = result.state
         self._train_state, self._train_settings = state, settings

@@ -52,7 +52,7 @@ def check_range(X, name: str = "X") -> None:
     if not (isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.size):
         return
     info = np.finfo(X.dtype)
-    peak = float(np.max(np.abs(X)))
+    peak = max(float(X.max()), -float(X.min()))  # no |X| temporary: X may be a memmap larger than memory
     too_large = peak > np.sqrt(float(info.max) / X.size)
     if not (too_large or 0 < peak < np.sqrt(float(info.tiny))):
         return

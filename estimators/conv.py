@@ -12,7 +12,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from sparsecode import L1, border_weights, solve_conv_lasso
+from sparsecode import border_weights, solve_conv_lasso
 
 from ._base import FitMixin, TorchEstimatorMixin
 from ._conv_images import ConvCodingMixin
@@ -44,7 +44,7 @@ class ConvSparseCoder(FitMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstima
         Penalty ``alpha``; 1.0 when None.
     positive_code : bool, default=False
         Constrain the codes to be non-negative.
-    transform_max_iter : int, default=1000
+{groups}    transform_max_iter : int, default=1000
     transform_tol : float, default=1e-5
         Stop an image when its duality gap is below ``transform_tol * 0.5*||x||^2``; an image that
         does not get there raises a ``ConvergenceWarning``.
@@ -76,6 +76,7 @@ class ConvSparseCoder(FitMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstima
         "transform_algorithm": [StrOptions({"auto", "admm", "fista", "ista"})],
         "transform_alpha": [Interval(Real, 0, None, closed="left"), None],
         "positive_code": ["boolean"],
+        "groups": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
         "transform_tol": [Interval(Real, 0, None, closed="left")],
         "border_weighting": ["boolean"],
@@ -91,6 +92,7 @@ class ConvSparseCoder(FitMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstima
         transform_algorithm="auto",
         transform_alpha=None,
         positive_code=False,
+        groups=None,
         transform_max_iter=1000,
         transform_tol=1e-5,
         border_weighting=False,
@@ -103,6 +105,7 @@ class ConvSparseCoder(FitMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstima
         self.transform_algorithm = transform_algorithm
         self.transform_alpha = transform_alpha
         self.positive_code = positive_code
+        self.groups = groups
         self.transform_max_iter = transform_max_iter
         self.transform_tol = transform_tol
         self.border_weighting = border_weighting
@@ -151,7 +154,7 @@ class ConvSparseCoder(FitMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstima
             Dt,
             alpha,
             algorithm=self.transform_algorithm,
-            penalty=L1(self.positive_code),
+            penalty=self._map_penalty(D.shape[0]),
             weights=weights,
             max_iter=self.transform_max_iter,
             tol=self.transform_tol,

@@ -18,7 +18,7 @@ from sparsecode.models import CONV_ENCODERS, ConvPSD
 
 from ._base import EnergyScoreMixin
 from ._conv_images import ConvImagesMixin, pair
-from ._training import TrainedEstimator, TrainedTransformer, data_scale
+from ._training import TrainedEstimator, TrainedTransformer
 
 __all__ = ["ConvSparseAutoencoder"]
 
@@ -129,10 +129,11 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         inference_tol=1e-4,
         optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto", distributed=None,
+        device="auto", distributed=None, checkpoint=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device, distributed)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed,
+                         checkpoint)
         self.n_components = n_components
         self.kernel_size = kernel_size
         self.alpha = alpha
@@ -150,7 +151,7 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         shape = self.image_shape_
         kh, kw = pair(self.kernel_size, "kernel_size")
         self.kernel_size_ = (min(kh, shape[0]), min(kw, shape[1]))
-        self.input_scale_ = data_scale(X, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
+        self.input_scale_ = self._data_scale(X, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
         self._resolve_alpha(self.input_scale_)
         Xt = self._to_images(X, shape) / self.input_scale_
         return ConvPSD.from_images(

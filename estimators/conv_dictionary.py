@@ -15,8 +15,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecode import L1, conv_lasso_energy, solve_conv_lasso
+from sparsecode import conv_lasso_energy, solve_conv_lasso
 from sparsecode.conv_dictionary import ConvDictionaryState, conv_dictionary_step, init_conv_dictionary
+from sparsecode.solvers.conv_admm import ADMMState
 
 from ._base import EnergyScoreMixin, FitMixin, TorchEstimatorMixin, unchanged_on_failure
 from ._conv_images import ConvCodingMixin, pair
@@ -51,7 +52,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         Images per step; None codes all of them in each step.
     positive_code : bool, default=False
         Non-negative maps, in learning and in ``transform``.
-    coding_tol : float, default=1e-3
+{groups}    coding_tol : float, default=1e-3
         Relative duality gap of the coding in each learning step.
     coding_max_iter : int, default=500
         ADMM iterations of the coding in each learning step, at most.
@@ -101,6 +102,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "positive_code": ["boolean"],
+        "groups": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "coding_tol": [Interval(Real, 0, None, closed="left")],
         "coding_max_iter": [Interval(Integral, 1, None, closed="left")],
         "dictionary_max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -121,6 +123,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         max_iter=10,
         batch_size=None,
         positive_code=False,
+        groups=None,
         coding_tol=1e-3,
         coding_max_iter=500,
         dictionary_max_iter=10,
@@ -140,6 +143,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.positive_code = positive_code
+        self.groups = groups
         self.coding_tol = coding_tol
         self.coding_max_iter = coding_max_iter
         self.dictionary_max_iter = dictionary_max_iter
@@ -166,18 +170,18 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         self.n_steps_ = 0
         return Xt
 
-    def _step(self, Xt: torch.Tensor, full_batch: bool, z0=None) -> tuple[float, torch.Tensor]:
+    def _step(self, Xt: torch.Tensor, full_batch: bool, z0=None, resume=None) -> tuple[float, torch.Tensor]:
         """One learning step on images ``Xt``: the mean energy at their codes (before the update), the codes."""
-        D = self._kernels
+        D, penalty = self._kernels, self._map_penalty(self.n_components)
         D_new, res = conv_dictionary_step(
-            Xt, D, self._state, float(self.alpha), penalty=L1(self.positive_code), full_batch=full_batch, z0=z0,
+            Xt, D, self._state, float(self.alpha), penalty=penalty, full_batch=full_batch, z0=z0, resume=resume,
             coding_tol=self.coding_tol, coding_max_iter=self.coding_max_iter,
             dictionary_max_iter=self.dictionary_max_iter,
         )
         self._kernels = D_new
         self.n_steps_ += 1
         self.components_ = self._numpy(D_new)
-        energy = conv_lasso_energy(Xt, res.code, D, float(self.alpha), penalty=L1(self.positive_code))
+        energy = conv_lasso_energy(Xt, res.code, D, float(self.alpha), penalty=penalty)
         return float(energy.mean()), res.code
 
     def _fit(self, X) -> None:
@@ -189,10 +193,11 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         batch = n if self.batch_size is None else min(self.batch_size, n)
         self.loss_curve_ = []
         self.components_ = self._numpy(self._kernels)
-        codes = None  # with all images in each step, each coding starts from the previous one's codes
+        # with all images in each step, each coding continues the previous one (codes, ADMM dual and rho)
+        codes, resume = None, ADMMState()
         for _ in range(self.max_iter):
             if batch == n:
-                loss, codes = self._step(Xt, full_batch=True, z0=codes)
+                loss, codes = self._step(Xt, full_batch=True, z0=codes, resume=resume)
                 self.loss_curve_.append(loss)
                 continue
             order = torch.as_tensor(random_state.permutation(n), device=Xt.device)
@@ -238,7 +243,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         Xt = self._images(X, shape)
         alpha = float(self.alpha if self.transform_alpha is None else self.transform_alpha)
         res = solve_conv_lasso(Xt, self._kernels, alpha, algorithm=self.transform_algorithm,
-                               penalty=L1(self.positive_code), max_iter=self.transform_max_iter,
+                               penalty=self._map_penalty(self.n_components), max_iter=self.transform_max_iter,
                                tol=self.transform_tol)
         SparseCodingMixin._warn_not_converged(self, res)
         return Xt, res.code, X.dtype
@@ -246,7 +251,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
     def _energies(self, X):
         Xt, Z, _ = self._codes(X)
         alpha = float(self.alpha if self.transform_alpha is None else self.transform_alpha)
-        return conv_lasso_energy(Xt, Z, self._kernels, alpha, penalty=L1(self.positive_code))
+        return conv_lasso_energy(Xt, Z, self._kernels, alpha, penalty=self._map_penalty(self.n_components))
 
     def _decoder_kernels(self) -> torch.Tensor:
         return self._kernels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,12 +17,32 @@ from sparsecode.dictionary import (
     learn_dictionary_online,
     online_dictionary_step,
 )
+from sparsecode.training import TrainResult, TrainState, make_distributed
+from sparsecode.training.checkpoint import as_checkpoint
+from sparsecode.training.faults import RankAgreement
 
 from ._base import EnergyScoreMixin, unchanged_on_failure
 from ._sparse_coding import TORCH_ALGORITHMS, TRANSFORM_PARAMETER_CONSTRAINTS, SparseCodingMixin, group_index
+from ._training import estimator_checkpoint
 from ._validation import check_dictionary, check_input
 
 __all__ = ["DictionaryLearning"]
+
+_NOT_IDENTIFYING = frozenset({"max_iter", "verbose", "checkpoint", "callback", "n_jobs"})
+
+
+class _Statistics:
+    """The atoms and the statistics as a checkpoint saves and restores a module's (``state_dict``)."""
+
+    def __init__(self, D: torch.Tensor, stats: OnlineDictionaryState):
+        self._tensors = {"D": D, "A": stats.A, "B": stats.B}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self._tensors)
+
+    def load_state_dict(self, saved: dict[str, torch.Tensor]) -> None:
+        for name, tensor in self._tensors.items():
+            tensor.copy_(saved[name])
 
 
 class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
@@ -51,7 +72,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         Solver for the codes during fit; ``"lars"`` (scikit-learn's default name) means ``"auto"``, the
         homotopy (LARS-lasso) for the plain lasso: every choice reaches the same lasso optimum.
     n_jobs : int, default=None
-        Used only by scikit-learn's transform algorithms.
+        Chunks of ``transform`` coded at the same time, as in :class:`estimators.SparseCoder`.
     batch_size : int, default=256
         Samples per minibatch.
     shuffle : bool, default=True
@@ -80,7 +101,17 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         Learn with the other ranks of a ``torch.distributed`` process group (started by ``torchrun``),
         each calling ``fit`` or ``partial_fit`` on its own shard: each rank codes its minibatch, the
         sufficient statistics are summed over the ranks and every rank applies the same update, as one
-        process on the concatenated minibatches. None: this process alone.
+        process on the concatenated minibatches. None: this process alone. A rank whose shard fails
+        validation makes the others raise ``PeerFailedError`` (:mod:`sparsecode.training.faults`).
+    checkpoint : str, os.PathLike or None, default=None
+        A file where ``fit`` saves the atoms, the statistics and the random generators at the end of
+        every pass (atomically; rank 0 only in a distributed fit); ``fit`` with an existing file
+        resumes from it, losing at most one pass. The file must come from the same parameters
+        (``max_iter``, ``verbose``, ``callback`` and ``n_jobs`` may change) and data, else ``fit``
+        raises ValueError: delete it or pass another path; a finished fit's file returns it. The
+        resumed fit equals the uninterrupted one with ``tol=0`` and ``max_no_improvement=None``; the
+        early-stopping rules restart their warm-up and smoothed cost on resume
+        (:mod:`sparsecode.training.checkpoint`). ``partial_fit`` does not use it.
 
     Attributes
     ----------
@@ -117,6 +148,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_no_improvement": [Interval(Integral, 0, None, closed="left"), None],
         "distributed": [StrOptions({"allreduce"}), None],
+        "checkpoint": [str, os.PathLike, None],
         **TRANSFORM_PARAMETER_CONSTRAINTS,
     }
 
@@ -149,6 +181,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         pool_size=3,
         device="auto",
         distributed=None,
+        checkpoint=None,
     ):
         super().__init__(transform_algorithm, transform_n_nonzero_coefs, transform_alpha, split_sign, n_jobs,
                          positive_code, transform_max_iter, transform_tol, groups, topography, pool_size, device)
@@ -166,6 +199,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         self.tol = tol
         self.max_no_improvement = max_no_improvement
         self.distributed = distributed
+        self.checkpoint = checkpoint
 
     # -- fitting -------------------------------------------------------------------------------------
     def _initialize(self, X: np.ndarray) -> torch.Tensor:
@@ -212,18 +246,45 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         Stops early by ``tol`` / ``max_no_improvement``, after ``max_iter`` passes, when ``callback``
         returns True, or on Ctrl-C (keeping the dictionary as the last step left it).
         """
-        X = check_input(self, X, reset=True)
-        Xt = self._initialize(X)
+        with RankAgreement(self.distributed is not None) as agreement:  # a bad shard stops every rank
+            X = check_input(self, X, reset=True)
+            Xt = self._initialize(X)
+            agreement.agree()
+        generator = self._generator(self._random_state)
+        statistics, progress = _Statistics(self._dictionary, self._inner_stats), TrainState()
+        checkpoint, ranks = as_checkpoint(estimator_checkpoint(self, _NOT_IDENTIFYING),
+                                          make_distributed(self.distributed))
+        snap = None if checkpoint is None else checkpoint.restore(statistics, (Xt,), progress, generator, ranks,
+                                                                  self.max_iter)
+        if snap is not None:  # resume after the last pass saved (or return the finished fit)
+            progress = snap["state"]
+            self._inner_stats.n_steps = progress.n_steps
+        passes, finished = progress.epoch, snap is not None and snap["finished"]
+        saved = TrainResult([], [], passes, float("nan"), False, False, progress)
+
+        def on_step(info: dict) -> bool:
+            stop = self.callback is not None and self._report(info)
+            per_pass = info["n_steps"] // (self.max_iter - passes)
+            if checkpoint is not None and info["step"] % per_pass == 0:
+                progress.epoch = saved.n_iter = passes + info["step"] // per_pass
+                progress.n_steps = self._inner_stats.n_steps
+                checkpoint.save(statistics, progress, saved, generator)
+            return stop
+
         result = learn_dictionary_online(
             Xt, self._dictionary, self._inner_stats, self.alpha, batch_size=self.batch_size,
-            max_iter=self.max_iter, shuffle=self.shuffle, tol=self.tol,
-            max_no_improvement=self.max_no_improvement, generator=self._generator(self._random_state),
-            callback=None if self.callback is None else self._report, verbose=self.verbose,
-            step_options=self._step_options(),
+            max_iter=0 if finished else self.max_iter - passes, shuffle=self.shuffle, tol=self.tol,
+            max_no_improvement=self.max_no_improvement, generator=generator,
+            callback=on_step if self.callback is not None or checkpoint is not None else None,
+            verbose=self.verbose, step_options=self._step_options(),
         )
-        self.n_steps_, self.n_iter_ = result.n_steps, result.n_passes
+        self.n_steps_, self.n_iter_ = self._inner_stats.n_steps, passes + result.n_passes
         self.interrupted_ = result.interrupted
         self.components_ = self._numpy(self._dictionary, X.dtype)
+        if checkpoint is not None and not (result.interrupted or finished):
+            progress.epoch = saved.n_iter = self.n_iter_
+            progress.n_steps, saved.converged = self.n_steps_, self.n_iter_ < self.max_iter
+            checkpoint.save(statistics, progress, saved, generator, finished=True)
 
     def fit_transform(self, X, y=None):
         """Fit, then return the codes of ``X``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,9 +18,12 @@ from sparsecode.models.drsae import DrSAE as DrSAEModule
 from sparsecode.models.drsae import supervised_loss, unsupervised_loss
 from sparsecode.training import OPTIMIZERS, TrainState
 
-from ._base import unchanged_on_failure
+from ._base import ArrayLike, unchanged_on_failure
 from ._training import TrainedEstimator, TrainedTransformer
 from ._validation import check_input
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["DrSAE"]
 
@@ -144,9 +148,11 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         optimizer="sgd", learning_rate=0.01, lr_decay=5e-7, normalize_input=True, max_iter=100, batch_size=10,
         tol=1e-4, n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, warm_start=False,
         verbose=0, random_state=None, device="auto", distributed=None,
+        checkpoint=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device, distributed)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed,
+                         checkpoint)
         self.n_components = n_components
         self.n_layers = n_layers
         self.alpha = alpha
@@ -156,7 +162,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         self.normalize_input = normalize_input
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         """Pretrain on the reconstruction loss, then train on reconstruction plus classification.
 
         Parameters
@@ -251,7 +257,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         dtype, logits = self._logits(X)
         return self._numpy(normalise(logits, dim=1), dtype)
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
         """Classifier logits ``C z_T / ||z_T||``.
 
         Parameters
@@ -269,7 +275,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
             logits = logits[:, 1] - logits[:, 0]
         return self._numpy(logits, dtype)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Softmax of the logits: the probability of each class of ``classes_``.
 
         Parameters
@@ -288,7 +294,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         """
         return self._over_classes(X, torch.softmax)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Log-softmax of the logits, computed directly (more accurate than ``log(predict_proba(X))``).
 
         Parameters
@@ -303,7 +309,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
         """
         return self._over_classes(X, torch.log_softmax)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The class of largest logit.
 
         Parameters

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sparsecode.topography import Pools
 
+from ._base import ArrayLike
 from .psd import PredictiveSparseDecomposition
 
 __all__ = ["GroupSparseAutoencoder"]
@@ -98,7 +100,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
         inference_tol=1e-4,
         optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto", distributed=None,
+        device="auto", distributed=None, checkpoint=None,
     ):
         super().__init__(
             n_components, alpha=alpha, beta=beta, encoder=encoder, transform_algorithm=transform_algorithm,
@@ -106,7 +108,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
             optimizer=optimizer, learning_rate=learning_rate, max_iter=max_iter, batch_size=batch_size, tol=tol,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
             validation_fraction=validation_fraction, warm_start=warm_start, verbose=verbose,
-            random_state=random_state, device=device, distributed=distributed,
+            random_state=random_state, device=device, distributed=distributed, checkpoint=checkpoint,
         )
         self.group_size = group_size
         self.topography = topography
@@ -126,7 +128,7 @@ class GroupSparseAutoencoder(PredictiveSparseDecomposition):
     def _output(self, Z: torch.Tensor) -> torch.Tensor:
         return self._pools.pool(Z) if self.transform_output == "pooled" else Z
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Reconstruction ``Z @ components_`` from codes (``transform_output="codes"`` only)."""
         if self.transform_output == "pooled":
             raise ValueError("pooled features cannot be decoded; set transform_output='codes'.")

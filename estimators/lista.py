@@ -20,7 +20,7 @@ from sparsecode.penalties import L1
 from sparsecode.solvers.encode import solve_lasso
 
 from ._base import EnergyScoreMixin, LinearDecoderMixin
-from ._training import TrainedEstimator, TrainedTransformer, data_scale
+from ._training import TrainedEstimator, TrainedTransformer
 from ._validation import check_dictionary, check_input
 
 __all__ = ["LISTA", "LCoD"]
@@ -108,10 +108,11 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
         loss,
         positive_code,
         optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-        validation_fraction, warm_start, verbose, random_state, device, distributed=None,
+        validation_fraction, warm_start, verbose, random_state, device, distributed=None, checkpoint=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device, distributed)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed,
+                         checkpoint)
         self.dictionary = dictionary
         self.n_components = n_components
         self.alpha = alpha
@@ -132,6 +133,8 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
                 positive_code=self.positive_code,
                 device=self._device,
                 random_state=random_state,
+                # every rank learns the same dictionary: DictionaryLearning sums its statistics over ranks
+                distributed=None if self.distributed is None else "allreduce",
             )
         elif hasattr(self.dictionary, "fit"):
             learner = clone(self.dictionary)
@@ -142,6 +145,8 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
                     f"dictionary has {D.shape[1]} features per atom but X has {X.shape[1]}."
                 )
             return D
+        if self.distributed is not None:
+            self._agree()  # before the learner's collectives
         learner.fit(X)
         self.interrupted_ = bool(getattr(learner, "interrupted_", False))
         return np.asarray(learner.components_, dtype=X.dtype)
@@ -170,7 +175,7 @@ class _AmortizedEncoder(EnergyScoreMixin, LinearDecoderMixin, TrainedTransformer
         if keep:
             X = X.astype(self.components_.dtype, copy=False)
         else:
-            self._alpha_scale = data_scale(X)
+            self._alpha_scale = self._data_scale(X)
         self._resolve_alpha(self._alpha_scale)
         self.interrupted_ = False
         D = self.components_ if keep else self._fit_dictionary(X, random_state)
@@ -269,11 +274,11 @@ class LISTA(_AmortizedEncoder):
         positive_code=False,
         optimizer="adam", learning_rate=3e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto", distributed=None,
+        device="auto", distributed=None, checkpoint=None,
     ):
         super().__init__(dictionary, n_components, alpha, n_layers, loss, positive_code, optimizer, learning_rate,
                          max_iter, batch_size, tol, n_iter_no_change, early_stopping, validation_fraction,
-                         warm_start, verbose, random_state, device, distributed)
+                         warm_start, verbose, random_state, device, distributed, checkpoint)
         self.parametrization = parametrization
         self.tied = tied
         self.inhibition_fraction = inhibition_fraction
@@ -331,11 +336,11 @@ class LCoD(_AmortizedEncoder):
         positive_code=False,
         optimizer="adam", learning_rate=3e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto", distributed=None,
+        device="auto", distributed=None, checkpoint=None,
     ):
         super().__init__(dictionary, n_components, alpha, n_layers, loss, positive_code, optimizer, learning_rate,
                          max_iter, batch_size, tol, n_iter_no_change, early_stopping, validation_fraction,
-                         warm_start, verbose, random_state, device, distributed)
+                         warm_start, verbose, random_state, device, distributed, checkpoint)
 
     def _make_module(self, D: torch.Tensor) -> LCoDModule:
         return LCoDModule(D, self.alpha_, self.n_layers, positive=self.positive_code)

@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OneToOn
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import FitMixin, FloatTransformerMixin
+from ._base import ArrayLike, FitMixin, FloatTransformerMixin
 from ._validation import check_codes, check_input
 
 __all__ = ["Whitening", "ContrastNormalization"]
@@ -98,13 +98,13 @@ class Whitening(FitMixin, ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin
             self._dewhiten = eigvec @ self._dewhiten
         self._dewhiten = self._dewhiten.astype(X.dtype)
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Whitened ``X``, shape (n_samples, n_components)."""
         check_is_fitted(self)
         X = check_input(self, X, reset=False)
         return (X - self.mean_.astype(X.dtype)) @ self.components_.T.astype(X.dtype)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Back to the input space (exact for ZCA and for PCA keeping every direction)."""
         check_is_fitted(self)
         X = check_codes(X, self._dewhiten.shape[0], "whitened features")
@@ -153,7 +153,7 @@ class ContrastNormalization(FitMixin, OneToOneFeatureMixin, FloatTransformerMixi
         """Record ``n_features_in_`` (nothing is learned)."""
         check_input(self, X, reset=True)
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Contrast-normalised rows of ``X``."""
         X = check_input(self, X, reset=False)
         mean = X.mean(axis=1, keepdims=True)

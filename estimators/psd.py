@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -13,8 +14,8 @@ from sparsecode.dictionary import init_dictionary
 from sparsecode.models import ENCODERS, PSD
 from sparsecode.models.psd import psd_energy, psd_inference, psd_loss
 
-from ._base import EnergyScoreMixin, LinearDecoderMixin
-from ._training import TrainedEstimator, TrainedTransformer, data_scale
+from ._base import ArrayLike, EnergyScoreMixin, LinearDecoderMixin
+from ._training import TrainedEstimator, TrainedTransformer
 from ._validation import check_input
 
 __all__ = ["PredictiveSparseDecomposition"]
@@ -105,10 +106,11 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         inference_tol=1e-4,
         optimizer="adam", learning_rate=1e-3, max_iter=100, batch_size=256, tol=1e-4, n_iter_no_change=10,
         early_stopping=False, validation_fraction=0.1, warm_start=False, verbose=0, random_state=None,
-        device="auto", distributed=None,
+        device="auto", distributed=None, checkpoint=None,
     ):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change, early_stopping,
-                         validation_fraction, warm_start, verbose, random_state, device, distributed)
+                         validation_fraction, warm_start, verbose, random_state, device, distributed,
+                         checkpoint)
         self.n_components = n_components
         self.alpha = alpha
         self.beta = beta
@@ -146,7 +148,7 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         if first:
             self._resolve_device()
             self._resolve_structure(X.shape[1])
-            self.input_scale_ = data_scale(X)
+            self.input_scale_ = self._data_scale(X)
         self._resolve_alpha(self.input_scale_)
         if first:
             Xt = self._scaled(self._tensor(X))
@@ -184,7 +186,7 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
         """The encoder's prediction, or the inferred codes with ``"inference"``."""
         return self._output(self._codes(Xt))
 
-    def predict_codes(self, X):
+    def predict_codes(self, X: ArrayLike) -> np.ndarray:
         """The encoder's prediction ``F(x)`` and the inferred optimal codes ``z*``, side by side.
 
         Returns

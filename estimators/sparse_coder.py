@@ -40,7 +40,9 @@ class SparseCoder(SparseCodingMixin, BaseEstimator):
     split_sign : bool, default=False
         Return ``[max(z, 0), -min(z, 0)]`` side by side.
     n_jobs : int, default=None
-        Accepted for scikit-learn's signature; the solvers run on torch's threads.
+        Chunks of ``transform`` coded at the same time in joblib workers (-1: one per CPU): threads, or
+        what an enclosing ``joblib.parallel_backend`` (``"dask"``, ``"ray"``) gives. None or 1: one chunk
+        after the other, each on torch's threads (see :func:`sparsecode.solvers.encode.encode_in_chunks`).
     positive_code : bool, default=False
         Constrain the codes to be non-negative.
     transform_max_iter : int, default=1000

@@ -17,6 +17,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 from _setup import example_setup, save_figure
+from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_sample_image
 from sklearn.feature_extraction.image import extract_patches_2d, reconstruct_from_patches_2d
 
@@ -28,12 +29,12 @@ quick, device, out_dir = example_setup(__doc__, device=True)
 # %%
 # Data: china.jpg in grey levels, downsampled, with Gaussian noise on its right half.
 image = load_sample_image("china.jpg").mean(axis=2) / 255.0
-# downsample by averaging step x step blocks: plain image[::step, ::step] aliases the JPEG's fine texture
-# into checkerboards, which the dictionary would then learn
+# downsample with a Gaussian anti-aliasing filter (sigma = step / 2): plain subsampling, and even block
+# averaging, fold the photograph's finest texture into pixel-period checkerboards that the dictionary
+# would then learn as atoms
 step = 4 if quick else 2
-height, width = image.shape[0] // step, image.shape[1] // step
-image = image[: height * step, : width * step].reshape(height, step, width, step).mean(axis=(1, 3))
-image = image.astype(np.float32)
+image = gaussian_filter(image, sigma=step / 2)[::step, ::step].astype(np.float32)
+height, width = image.shape
 rng = np.random.RandomState(0)
 noisy = image.copy()
 noisy[:, width // 2:] += 0.075 * rng.randn(height, width - width // 2).astype(np.float32)
@@ -50,7 +51,7 @@ data /= scale
 print(f"Learning {n_atoms} atoms from {len(data)} clean 8x8 patches")
 
 # %%
-# Learn the dictionary: one line of progress per pass (time and minibatch cost), a fixed number of passes
+# Learn the dictionary: one line of progress per pass (time and the mean minibatch cost), a fixed number of passes
 # (the default stopping rules would end it in the second pass, before the atoms settle into clean edges).
 # The compiled CPU kernels are built first, so that their one-time build is not counted as training.
 build_kernels.main([])
@@ -60,11 +61,14 @@ dico = DictionaryLearning(n_components=n_atoms, alpha=1.0, max_iter=2 if quick e
 dico.fit(data)
 print(f"Done in {time.perf_counter() - t0:.1f} s ({dico.n_steps_} minibatch steps)")
 
-fig, axes = plt.subplots(16 if n_atoms == 256 else 8, 16 if n_atoms == 256 else 8, figsize=(8, 8))
-for atom, ax in zip(dico.components_, axes.ravel()):
+# Show the atoms, the most used (largest summed |code| over the training patches) first.
+usage = np.abs(dico.transform(data)).sum(axis=0)
+side = int(np.sqrt(n_atoms))
+fig, axes = plt.subplots(side, side, figsize=(8, 8))
+for atom, ax in zip(dico.components_[np.argsort(-usage)], axes.ravel()):
     ax.imshow(atom.reshape(patch_size), cmap="gray", interpolation="nearest")
     ax.set_axis_off()
-fig.suptitle(f"{n_atoms} atoms learned from 8x8 patches")
+fig.suptitle(f"{n_atoms} atoms learned from 8x8 patches, most used first")
 save_figure(fig, out_dir / "dictionary_atoms.png", dpi=100)
 
 # %%

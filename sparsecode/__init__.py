@@ -38,7 +38,7 @@ from .dictionary import (
     update_dictionary,
 )
 from .objectives import duality_gap, lasso_energy
-from .penalties import L1, GroupL1, LatentGroupL1, Penalty, make_penalty
+from .penalties import L1, GroupL1, LatentGroupL1, MapGroupL1, Penalty, make_penalty
 from .prox import (
     group_soft_threshold,
     nonneg_soft_threshold,
@@ -77,7 +77,8 @@ __all__ = [
     "resolve_device", "resolve_dtype", "as_tensor", "to_numpy", "make_generator",
     "soft_threshold", "nonneg_soft_threshold", "shrink", "group_soft_threshold", "project_rows_to_ball",
     "smooth_shrink",
-    "Penalty", "L1", "GroupL1", "LatentGroupL1", "make_penalty", "Pools", "lasso_energy", "duality_gap",
+    "Penalty", "L1", "GroupL1", "MapGroupL1", "LatentGroupL1", "make_penalty", "Pools", "lasso_energy",
+    "duality_gap",
     "SolveResult", "SolverConvergenceWarning", "homotopy", "lars", "omp", "threshold", "least_squares", "ista",
     "fista", "coordinate_descent", "cyclic_coordinate_descent", "lipschitz_constant", "solve_lasso",
     "sparse_encode",

@@ -1,18 +1,22 @@
-"""Compiled CPU kernels (``cpu_kernels.cpp``), built on first use by torch's JIT extension tools.
+"""Compiled CPU kernels (the C++ sources in ``sparsecode/kernels/``), built on first use by torch's JIT
+extension tools.
 
 Loops that are sequential per sample or per atom cost far more in dispatched torch ops than their
 arithmetic on the CPU: the homotopy and LARS paths (:mod:`sparsecode.solvers.homotopy`), cyclic coordinate
-descent (:mod:`sparsecode.solvers.cd`) and the dictionary's
-block-coordinate sweep (:func:`sparsecode.dictionary.update_dictionary`). The build needs a C++ compiler
-and ninja and takes about a minute; ``python -m sparsecode.build_kernels`` runs it ahead of time.
+descent (:mod:`sparsecode.solvers.cd`), orthogonal matching pursuit (:mod:`sparsecode.solvers.greedy`) and
+the dictionary's block-coordinate sweep (:func:`sparsecode.dictionary.update_dictionary`). One ``.cpp``
+file per kernel (``homotopy``, ``cd``, ``omp``, ``dictionary``), ``common.h`` for what they share and
+``module.cpp`` for the Python bindings; ninja compiles the files in parallel. The build needs a C++
+compiler and ninja and takes about a minute; ``python -m sparsecode.build_kernels`` runs it ahead of time.
 
-The build is keyed by content, not by path: its name and directory carry a hash of the source, the
-compiler flags, the torch version and the Python ABI, under ``$TORCH_EXTENSIONS_DIR`` (by default
-``~/.cache/torch_extensions``), and the compiler reads a copy of the source kept in that directory. Every
-copy of the same source (a clone, site-packages, another virtual environment with the same torch) thus
-loads one build, made once per machine; a changed source gets a build of its own. Concurrent first builds
-queue on torch's lock file in the build directory. Where the kernels cannot be built, or with
-``SPARSECODE_EXTENSION=0``, the torch versions run instead; they are also what runs on accelerators.
+The build is keyed by content, not by path: its name and directory carry a hash of the sources and
+headers, the compiler flags, the torch version and the Python ABI, under ``$TORCH_EXTENSIONS_DIR`` (by
+default ``~/.cache/torch_extensions``), and the compiler reads copies of the sources kept in that directory.
+Every copy of the same sources (a clone, site-packages, another virtual environment with the same torch)
+thus loads one build, made once per machine; a changed source or header gets a build of its own.
+Concurrent first builds queue on torch's lock file in the build directory. Where the kernels cannot be
+built, or with ``SPARSECODE_EXTENSION=0``, the torch versions run instead; they are also what runs on
+accelerators.
 """
 
 from __future__ import annotations
@@ -30,29 +34,59 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["KERNEL_SOURCE", "kernel_name", "build_directory", "load_kernels", "compiled_kernels"]
+__all__ = ["KERNEL_DIR", "kernel_sources", "kernel_name", "build_directory", "load_kernels", "compiled_kernels"]
 
-KERNEL_SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+KERNEL_DIR = Path(__file__).with_name("kernels")
+_SUFFIXES = (".cpp", ".h")
 _CFLAGS = ("-O3", "-march=native", "-fopenmp")
 _LDFLAGS = ("-fopenmp",)
 
 
-def kernel_name(source: str | os.PathLike[str] = KERNEL_SOURCE) -> str:
-    """Name of the extension built from ``source``, keyed by everything the binary depends on.
+def kernel_sources(directory: str | os.PathLike[str] = KERNEL_DIR) -> dict[str, bytes]:
+    """The kernels' C++ sources and headers.
 
     Parameters
     ----------
-    source : str or path-like, default=KERNEL_SOURCE
-        The C++ source file.
+    directory : str or path-like, default=KERNEL_DIR
+        The folder holding them (``.cpp`` and ``.h`` files, in it or below it).
+
+    Returns
+    -------
+    sources : dict of str to bytes
+        Each file's content under its path relative to ``directory`` (``/``-separated), sorted by path.
+
+    Raises
+    ------
+    FileNotFoundError
+        Where ``directory`` holds no ``.cpp`` file.
+    """
+    root = Path(directory)
+    files = sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
+    if not any(p.suffix == ".cpp" for p in files):
+        raise FileNotFoundError(f"no C++ source (.cpp) in {root}: pass the folder holding the kernels' sources")
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
+
+
+def kernel_name(directory: str | os.PathLike[str] = KERNEL_DIR) -> str:
+    """Name of the extension built from the sources in ``directory``, keyed by everything the binary depends on.
+
+    Parameters
+    ----------
+    directory : str or path-like, default=KERNEL_DIR
+        The folder holding the C++ sources and headers (see :func:`kernel_sources`).
 
     Returns
     -------
     name : str
-        ``sparsecode_cpu_kernels_<hash>``: the first 12 hex digits of the SHA-256 of the source's bytes,
-        the compiler and linker flags, the torch version and the Python extension suffix (interpreter,
-        version, ABI, platform). Two files with the same content give the same name, wherever they are.
+        ``sparsecode_cpu_kernels_<hash>``: the first 12 hex digits of the SHA-256 of every source and
+        header (relative path and bytes, sorted by path), the compiler and linker flags, the torch version and
+        the Python extension suffix (interpreter, version, ABI, platform). Two folders with the same files
+        give the same name, wherever they are.
     """
-    key = hashlib.sha256(Path(source).read_bytes())
+    key = hashlib.sha256()
+    for relative, code in kernel_sources(directory).items():
+        for part in (relative.encode(), len(code).to_bytes(8, "little"), code):
+            key.update(part)
     for part in (*_CFLAGS, "|", *_LDFLAGS, "|", torch.__version__, sysconfig.get_config_var("EXT_SUFFIX") or ""):
         key.update(part.encode() + b"\0")
     return f"sparsecode_cpu_kernels_{key.hexdigest()[:12]}"
@@ -78,13 +112,13 @@ def build_directory(name: str) -> Path:
     return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
 
 
-def _stage_source(code: bytes, directory: Path) -> Path:
-    """The build directory's copy of the source, written once (ninja rebuilds when a source's path or mtime
-    changes, so every copy of the package must hand the compiler this one file)."""
-    staged = directory / KERNEL_SOURCE.name
+def _stage_source(code: bytes, staged: Path) -> Path:
+    """The build directory's copy of one source or header, written once (ninja rebuilds when a source's path or
+    mtime changes, so every copy of the package must hand the compiler these files)."""
+    staged.parent.mkdir(parents=True, exist_ok=True)
     if staged.is_file() and staged.read_bytes() == code:
         return staged
-    scratch = directory / f".{staged.name}.{os.getpid()}.tmp"
+    scratch = staged.with_name(f".{staged.name}.{os.getpid()}.tmp")
     scratch.write_bytes(code)
     try:
         os.link(scratch, staged)  # creates it only where absent: a concurrent build never sees its mtime move
@@ -109,7 +143,7 @@ def _find_ninja() -> None:
         os.environ["PATH"] = os.pathsep.join(filter(None, [os.environ.get("PATH"), ninja.BIN_DIR]))
 
 
-def load_kernels(source: str | os.PathLike[str] = KERNEL_SOURCE) -> ModuleType:
+def load_kernels(directory: str | os.PathLike[str] = KERNEL_DIR) -> ModuleType:
     """Build the kernels where no build of this content exists yet, and import them.
 
     A build announces itself on stderr before it starts and reports its time after it ends; loading an
@@ -117,8 +151,9 @@ def load_kernels(source: str | os.PathLike[str] = KERNEL_SOURCE) -> ModuleType:
 
     Parameters
     ----------
-    source : str or path-like, default=KERNEL_SOURCE
-        The C++ source file; any copy of it with the same content reuses the same build.
+    directory : str or path-like, default=KERNEL_DIR
+        The folder holding the C++ sources and headers (see :func:`kernel_sources`); any copy of it with the
+        same files reuses the same build.
 
     Returns
     -------
@@ -129,18 +164,19 @@ def load_kernels(source: str | os.PathLike[str] = KERNEL_SOURCE) -> ModuleType:
     ------
     Exception
         Whatever stops the build: no compiler or ninja (``RuntimeError``), a cache directory that cannot be
-        written (``OSError``), a compiler error (``RuntimeError`` with its output).
+        written (``OSError``), a compiler error (``RuntimeError`` with its output), no source in
+        ``directory`` (``FileNotFoundError``).
     """
     from torch.utils.cpp_extension import LIB_EXT, load
 
     _find_ninja()
-    name = kernel_name(source)
-    directory = build_directory(name)
-    directory.mkdir(parents=True, exist_ok=True)
-    staged = _stage_source(Path(source).read_bytes(), directory)
-    building = not (directory / f"{name}{LIB_EXT}").exists()
+    name = kernel_name(directory)
+    build = build_directory(name)
+    build.mkdir(parents=True, exist_ok=True)
+    staged = [_stage_source(code, build / relative) for relative, code in kernel_sources(directory).items()]
+    building = not (build / f"{name}{LIB_EXT}").exists()
     if building:
-        lock = directory / "lock"
+        lock = build / "lock"
         if lock.exists():  # torch's lock: another process is building, or one was killed building
             print(f"sparsecode: waiting for another process compiling the CPU kernels (delete {lock} if none "
                   "is running)...", file=sys.stderr, flush=True)
@@ -148,11 +184,11 @@ def load_kernels(source: str | os.PathLike[str] = KERNEL_SOURCE) -> ModuleType:
             print("sparsecode: compiling the CPU kernels (once per machine, about a minute)...", file=sys.stderr,
                   flush=True)
         start = time.perf_counter()
-    module = load(name=name, sources=[str(staged)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
-                  build_directory=str(directory))
+    module = load(name=name, sources=[str(path) for path in staged if path.suffix == ".cpp"],
+                  extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS), build_directory=str(build))
     if building:
         print(f"sparsecode: compiled the CPU kernels in {time.perf_counter() - start:.0f} s, cached in "
-              f"{directory}", file=sys.stderr, flush=True)
+              f"{build}", file=sys.stderr, flush=True)
     return module
 
 

@@ -1,7 +1,7 @@
 """Build the compiled CPU kernels ahead of time: ``python -m sparsecode.build_kernels``.
 
 Builds sparsecode's compiled CPU kernels (about a minute), or finds the build made earlier for the same
-source, compiler flags, torch and Python, then prints where it lives and how long this took. Exits 1 with
+sources, compiler flags, torch and Python, then prints where it lives and how long this took. Exits 1 with
 the reason where the kernels cannot be built (no C++ compiler, no ninja, a cache that cannot be written);
 the library then runs the torch versions instead. Run it once after installing, or in CI before the tests,
 so that no first call pays for the build.

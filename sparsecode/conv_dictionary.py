@@ -22,7 +22,11 @@ Garcia-Cardona & Wohlberg 2018): the linear step solves :math:`(A(f) + \sigma I)
 \sigma(\hat g - \hat h)(f)` with one Cholesky factorisation per frequency, the projection crops each
 kernel to its support and scales it back into the unit ball. The forgetting factor is
 :math:`\lambda = 0` for a batch of all the data (exact alternating minimisation, CBPDN-DL), else
-:math:`(1 - 1/t)^{p}` at step :math:`t` (``p = 10``).
+:math:`(1 - 1/t)^{p}` at step :math:`t` (``p = 10``). For a full batch of :math:`n < K` images
+:math:`A(f)` has rank :math:`n` and is kept as :math:`\hat Z(f)` (Woodbury: ``n x n`` factorisations).
+Passing the coding's :class:`~sparsecode.solvers.conv_admm.ADMMState` from step to step (``resume``)
+continues its ADMM instead of restarting it, so that steps of one or a few coding and dictionary
+iterations interleave the two ADMMs as CBPDN-DL does (``benchmarks/bench_conv.py --versus dictionary``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .convolution import as_images, as_kernels, code_size
 from .penalties import Penalty
 from .prox import project_rows_to_ball
 from .solvers import SolveResult, conv_admm
+from .solvers.conv_admm import ADMMState
 
 __all__ = ["ConvDictionaryState", "init_conv_dictionary", "update_conv_dictionary", "conv_dictionary_step"]
 
@@ -56,6 +61,10 @@ class ConvDictionaryState:
     sigma : float
         Its penalty (the dual is scaled by it).
     n_steps : int
+    codes : torch.Tensor, shape (H, W//2+1, n, K), complex, or None
+        After a full batch of fewer images than kernels, the codes' spectra :math:`\\hat Z(f)` stand for
+        ``A`` (of rank ``n``): the dictionary update solves its ``K x K`` systems through ``n x n`` ones
+        (Woodbury, as CBPDN-DL's Sherman-Morrison solve); :meth:`gram` forms ``A`` when needed.
     """
 
     A: torch.Tensor
@@ -63,6 +72,13 @@ class ConvDictionaryState:
     dual: torch.Tensor
     sigma: float = 0.0
     n_steps: int = 0
+    codes: torch.Tensor | None = None
+
+    def gram(self) -> torch.Tensor:
+        """``A``, formed from ``codes`` (which it then replaces) when they stand for it."""
+        if self.codes is not None:
+            self.A, self.codes = self.codes.conj().transpose(-2, -1) @ self.codes, None
+        return self.A
 
     @classmethod
     def empty(cls, D: torch.Tensor, image_size: tuple[int, int]) -> ConvDictionaryState:
@@ -131,15 +147,28 @@ def update_conv_dictionary(D: torch.Tensor, state: ConvDictionaryState, *, max_i
     """
     K, C, kh, kw = D.shape
     size = tuple(state.dual.shape[-2:])
-    eye = torch.eye(K, dtype=state.A.dtype, device=state.A.device)
-    sigma = float(torch.diagonal(state.A, dim1=-2, dim2=-1).real.mean()) or 1.0
+    Zh = state.codes
+    if Zh is None:
+        sigma = float(torch.diagonal(state.A, dim1=-2, dim2=-1).real.mean()) or 1.0
+        eye = torch.eye(K, dtype=state.A.dtype, device=state.A.device)
+        chol = torch.linalg.cholesky(state.A + sigma * eye)
+
+        def solve(R):
+            return torch.cholesky_solve(R, chol)
+    else:  # (sigma I + Z^H Z)^{-1} r = (r - Z^H (sigma I + Z Z^H)^{-1} Z r) / sigma
+        sigma = float((Zh.abs() ** 2).sum(-2).mean()) or 1.0
+        ZhH = Zh.conj().transpose(-2, -1)
+        eye = torch.eye(Zh.shape[-2], dtype=Zh.dtype, device=Zh.device)
+        chol = torch.linalg.cholesky(Zh @ ZhH + sigma * eye)
+
+        def solve(R):
+            return (R - ZhH @ torch.cholesky_solve(Zh @ R, chol)) / sigma
     dual = state.dual * (state.sigma / sigma) if state.sigma else state.dual
-    chol = torch.linalg.cholesky(state.A + sigma * eye)
     G = D.new_zeros(K, C, *size)
     G[..., :kh, :kw] = D
     for _ in range(max_iter):
         rhs = state.B + sigma * torch.fft.rfft2(G - dual, s=size).permute(2, 3, 0, 1)
-        Dh = torch.cholesky_solve(rhs, chol)
+        Dh = solve(rhs)
         Dfull = torch.fft.irfft2(Dh.permute(2, 3, 0, 1), s=size)
         Dr = torch.lerp(G, Dfull, relax)
         G = _project(Dr + dual, (kh, kw))
@@ -150,7 +179,8 @@ def update_conv_dictionary(D: torch.Tensor, state: ConvDictionaryState, *, max_i
 
 def conv_dictionary_step(X: torch.Tensor, D: torch.Tensor, state: ConvDictionaryState, alpha: float, *,
                          penalty: Penalty | None = None, boundary: str = "valid", full_batch: bool = False,
-                         z0: torch.Tensor | None = None, coding_tol: float = 1e-3, coding_max_iter: int = 500,
+                         z0: torch.Tensor | None = None, resume: ADMMState | None = None,
+                         coding_tol: float = 1e-3, coding_max_iter: int = 500,
                          dictionary_max_iter: int = 10) -> tuple[torch.Tensor, SolveResult]:
     """One step: code ``X`` exactly, fold the codes into ``state``, update the kernels (module doc).
 
@@ -169,6 +199,10 @@ def conv_dictionary_step(X: torch.Tensor, D: torch.Tensor, state: ConvDictionary
         ``X`` is all the data: the statistics are replaced, not blended (exact alternation).
     z0 : torch.Tensor, optional
         Warm start of the coding (e.g. the previous step's codes of the same images).
+    resume : ADMMState, optional
+        The coding ADMM's dual and penalties of the same images, carried from step to step (with
+        ``z0``): a few coding iterations per step then continue the previous ones (CBPDN-DL's
+        interleaving of the two ADMMs, Garcia-Cardona & Wohlberg 2018).
     coding_tol, coding_max_iter : float, int
         Relative duality gap and iterations of the coding.
     dictionary_max_iter : int
@@ -182,13 +216,16 @@ def conv_dictionary_step(X: torch.Tensor, D: torch.Tensor, state: ConvDictionary
     X = as_images(X)
     D = as_kernels(D).to(X)
     res = conv_admm(X, D, alpha, penalty=penalty, z0=z0, boundary=boundary, tol=coding_tol,
-                    max_iter=coding_max_iter)
+                    max_iter=coding_max_iter, resume=resume)
     size = tuple(X.shape[-2:])
-    Zh = torch.fft.rfft2(res.code, s=size).permute(2, 3, 0, 1)  # (H, Wf, n, K)
-    Xh = torch.fft.rfft2(X, s=size).permute(2, 3, 0, 1)  # (H, Wf, n, C)
+    Zh = torch.fft.rfft2(res.code, s=size).permute(2, 3, 0, 1).contiguous()  # (H, Wf, n, K)
+    Xh = torch.fft.rfft2(X, s=size).permute(2, 3, 0, 1).contiguous()  # (H, Wf, n, C)
     state.n_steps += 1
-    forget = 0.0 if full_batch else (1 - 1 / state.n_steps) ** _FORGETTING
     ZhH = Zh.conj().transpose(-2, -1)
-    state.A = forget * state.A + ZhH @ Zh
-    state.B = forget * state.B + ZhH @ Xh
+    if full_batch and Zh.shape[-2] < Zh.shape[-1]:  # A = Z^H Z stays implicit (low rank)
+        state.codes, state.B = Zh, ZhH @ Xh
+    else:
+        forget = 0.0 if full_batch else (1 - 1 / state.n_steps) ** _FORGETTING
+        state.A = forget * state.gram() + ZhH @ Zh
+        state.B = forget * state.B + ZhH @ Xh
     return update_conv_dictionary(D, state, max_iter=dictionary_max_iter), res

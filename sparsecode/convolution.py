@@ -36,6 +36,9 @@ block-diagonal in frequency with blocks :math:`\hat D(f) \in \mathbb{C}^{C\times
 Border weighting (ConvPSD, koraykv/unsup ``SpatialConvFistaL1.lua``): pixel :math:`p` gets
 :math:`w_p = n_p / \max_q n_q`, where :math:`n_p` counts the kernel placements covering it, so the
 borders, which fewer code units can explain, weigh less.
+
+:class:`FourierKernels`: the circular operator on the :math:`H \times W` DFT grid itself (maps of the
+whole grid) and the per-frequency linear solve of the ADMM of :mod:`sparsecode.solvers.conv_admm`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "ConvOperator",
+    "FourierKernels",
     "as_images",
     "as_kernels",
     "CONV_METHODS",
@@ -272,3 +276,79 @@ def conv_lipschitz_constant(
         if converged:
             break
     return lam * (1 + 100 * tol)
+
+
+class FourierKernels:
+    """Kernels on the ``H x W`` DFT grid: the operator :math:`A`, its adjoint and the ADMM linear solve.
+
+    Parameters
+    ----------
+    D : torch.Tensor, shape (K, C, kh, kw)
+    image_size : (int, int)
+
+    Examples
+    --------
+    >>> fk = FourierKernels(torch.ones(1, 1, 1, 1), (2, 3))
+    >>> fk.reconstruct(torch.ones(1, 1, 2, 3))
+    tensor([[[[1., 1., 1.],
+              [1., 1., 1.]]]])
+    """
+
+    def __init__(self, D: torch.Tensor, image_size: tuple[int, int]):
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.spectrum = torch.fft.rfft2(D, s=self.image_size)  # (K, C, H, W//2+1)
+        self._conj = self.spectrum.conj().resolve_conj()
+        Dh = self.spectrum
+        if Dh.shape[1] == 1:
+            self.gram = (Dh.abs() ** 2).sum(0)[0]  # ||d(f)||^2, (H, Wf)
+        else:
+            self.gram = torch.einsum("kchw,kdhw->hwcd", Dh, Dh.conj())  # D D^H per frequency
+
+    def rfft(self, V: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Spectrum of maps or images on the grid (zero-padded from the top-left corner)."""
+        return torch.fft.rfft2(V, s=self.image_size, out=out)
+
+    def irfft(self, Vh: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.fft.irfft2(Vh, s=self.image_size, out=out)
+
+    def forward(self, Zh: torch.Tensor, work: torch.Tensor | None = None) -> torch.Tensor:
+        """:math:`\\hat D\\hat z` per frequency: ``(n, K, H, Wf)`` -> ``(n, C, H, Wf)``.
+
+        ``work``, a tensor of ``Zh``'s shape, holds the products (no allocation of that size).
+        """
+        return torch.stack([torch.mul(Zh, Dc, out=work).sum(1) for Dc in self.spectrum.unbind(1)], 1)
+
+    def adjoint(self, Rh: torch.Tensor) -> torch.Tensor:
+        """:math:`\\hat D^H\\hat r` per frequency: ``(n, C, H, Wf)`` -> ``(n, K, H, Wf)``."""
+        return (Rh.unsqueeze(1) * self._conj).sum(2)
+
+    def reconstruct(self, Z: torch.Tensor) -> torch.Tensor:
+        """Circular :math:`Az` of maps ``(n, K, h, w)`` (``h <= H``, ``w <= W``, from the corner)."""
+        return self.irfft(self.forward(self.rfft(Z)))
+
+    def correlate(self, R: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Circular :math:`A^T r`, cropped to the top-left ``size`` window (the whole grid by default)."""
+        C = self.irfft(self.adjoint(self.rfft(R)))
+        return C if size is None else C[..., : size[0], : size[1]]
+
+    def solve_(self, Bh: torch.Tensor, rho: torch.Tensor, work: torch.Tensor | None = None) -> torch.Tensor:
+        """In place, :math:`\\hat z = (\\hat D^H\\hat D + \\rho I)^{-1} b` per frequency, ``rho`` one per image.
+
+        ``Bh`` holds :math:`b/\\rho` on entry and :math:`\\hat z` on return. Both solves are
+        :math:`\\hat z = b/\\rho - \\hat D^H v`: Sherman-Morrison for one channel,
+        :math:`v = \\hat d^T(b/\\rho) / (\\rho + \\|d\\|^2)`, its multi-channel form (Woodbury) for more,
+        :math:`v = (\\rho I + \\hat D\\hat D^H)^{-1}\\hat D(b/\\rho)`. Only ``(n, C, H, Wf)`` tensors are
+        allocated (the large passes are in place; ``work`` as in :meth:`forward`).
+        """
+        rho = rho.view(-1, 1, 1, 1)
+        DB = self.forward(Bh, work)
+        if self.spectrum.shape[1] == 1:
+            V = DB / (rho + self.gram)
+        else:
+            C = self.gram.shape[-1]
+            eye = torch.eye(C, dtype=self.gram.dtype, device=self.gram.device)
+            M = self.gram + rho.view(-1, 1, 1, 1, 1) * eye  # (n, H, Wf, C, C)
+            V = torch.linalg.solve(M, DB.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1).permute(0, 3, 1, 2)
+        for c, Dc in enumerate(self._conj.unbind(1)):
+            Bh.addcmul_(Dc, V[:, c : c + 1], value=-1)
+        return Bh

@@ -12,8 +12,14 @@ and one sweep of block coordinate descent updates each atom in turn,
     d_k \leftarrow \Pi\big(d_k + (B_k - A_k D) / A_{kk}\big),
 
 where :math:`\Pi` projects onto the unit ball (and the non-negative orthant with ``positive``). An atom
-whose :math:`A_{kk}` vanishes is unused: it is redrawn from the minibatch. :math:`\beta_t` follows
-scikit-learn's ``MiniBatchDictionaryLearning`` so that both learn the same thing from the same data.
+whose :math:`A_{kk}` vanishes is unused: it is redrawn from the minibatch.
+
+:math:`\beta_t` is Mairal et al.'s mini-batch factor :math:`(\theta + 1 - b) / (\theta + 1)`
+(:math:`\theta = t b` for :math:`t < b`, else :math:`b^2 + t - b`; section 3.4), scikit-learn's
+``MiniBatchDictionaryLearning``'s, raised to the power ``forgetting`` (:math:`\rho`, their "scaling the
+past data", section 3.4): in the first :math:`b` steps minibatch :math:`i` keeps a weight of about
+:math:`(i/t)^\rho` at step :math:`t`, so the statistics of the first minibatches, coded with a poor
+dictionary, fade out. Each step runs ``n_sweeps`` sweeps on the new statistics.
 
 :func:`learn_dictionary_online` is the loop over minibatches: online dictionary learning's own loop,
 beside :func:`sparsecode.training.fit_module` (the gradient-step loop of the other models), because its
@@ -37,6 +43,10 @@ from .penalties import make_penalty
 from .prox import normalize_rows_, project_rows_to_ball
 from .solvers.encode import solve_lasso
 from .training.distributed import broadcast_, check_process_group, pad_rows, sum_over_ranks
+
+# Defaults of online_dictionary_step, measured by benchmarks/bench_dictionary.py --scalings (see there).
+FORGETTING = 4.0
+N_SWEEPS = 3
 
 __all__ = [
     "OnlineDictionaryState",
@@ -96,6 +106,12 @@ def init_dictionary(X: torch.Tensor, n_components: int, generator: torch.Generat
     return normalize_rows_(D)
 
 
+def _unused(A: torch.Tensor, dead_tol: float = 1e-6) -> torch.Tensor:
+    """Mask of the atoms whose statistic ``A_kk`` vanishes next to the largest: unused, to be redrawn."""
+    diag = torch.diagonal(A)
+    return diag < dead_tol * diag.amax().clamp(min=torch.finfo(A.dtype).tiny)
+
+
 @torch.no_grad()
 def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, positive: bool = False,
                       X: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -114,8 +130,7 @@ def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, posi
     """
     tiny = torch.finfo(A.dtype).tiny
     diag = torch.diagonal(A)
-    dead = diag < dead_tol * diag.amax().clamp(min=tiny)
-    dead_idx = torch.nonzero(dead).squeeze(1).tolist() if X is not None else []
+    dead_idx = torch.nonzero(_unused(A, dead_tol)).squeeze(1).tolist() if X is not None else []
     compiled = compiled_kernels() if D.device.type == "cpu" and D.is_contiguous() else None
     if compiled is not None:
         compiled.bcd_sweep(D, A.contiguous(), B.contiguous(), positive)
@@ -144,21 +159,30 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
                            batch_size: int, algorithm: str = "auto", positive_code: bool = False,
                            positive_dict: bool = False, max_iter: int = 1000, tol: float = 1e-4,
                            generator: torch.Generator | None = None, groups=None,
-                           pools=None, distributed: bool = False) -> torch.Tensor:
+                           pools=None, distributed: bool = False, forgetting: float = FORGETTING,
+                           n_sweeps: int = N_SWEEPS) -> torch.Tensor:
     """Code one minibatch, update the statistics and the dictionary (in place).
 
     ``alpha`` is the penalty's strength; ``groups`` (group index per atom) gives the group lasso, and
     ``pools`` (a :class:`sparsecode.topography.Pools`, possibly overlapping) the latent group lasso of
     topographic maps (:func:`sparsecode.penalties.make_penalty`).
 
+    ``forgetting`` (at least 0) is the exponent of the forgetting factor (1: scikit-learn's
+    ``MiniBatchDictionaryLearning``; larger forgets the first minibatches sooner) and ``n_sweeps`` the
+    number of block-coordinate sweeps over the atoms per step (see the module's description).
+
     Returns the minibatch's mean lasso energy (a 0-d tensor) at the codes found before the update (for
     the latent group lasso, with the latent norm of the lifted solution).
 
     With ``distributed`` (a ``torch.distributed`` process group, every rank calling with its own
     minibatch of nominal size ``batch_size``), the statistics and the cost are summed over the ranks and
-    every rank applies the same update: one process on the union of the minibatches. The dictionary
-    is rank 0's before the first step and after every update (redrawn atoms come from its minibatch).
+    every rank applies the same update: one process on the union of the minibatches (rank after rank),
+    unused atoms included, which are redrawn from that union. The dictionary is rank 0's before the
+    first step and after every update.
     """
+    if not forgetting >= 0 or int(n_sweeps) != n_sweeps or n_sweeps < 1:
+        raise ValueError(f"forgetting must be a number >= 0 and n_sweeps an integer >= 1, got forgetting="
+                         f"{forgetting!r}, n_sweeps={n_sweeps!r}.")
     if distributed and state.n_steps == 0:
         broadcast_([D])
     penalty = make_penalty(positive=positive_code, groups=groups, pools=pools)
@@ -173,13 +197,21 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
         batch_size *= dist.get_world_size()
     cost = cost / n
     step = state.n_steps
-    # scikit-learn's forgetting factor (MiniBatchDictionaryLearning._update_inner_stats).
+    # Mairal et al.'s mini-batch factor (scikit-learn's MiniBatchDictionaryLearning._update_inner_stats).
     theta = (step + 1) * batch_size if step < batch_size - 1 else batch_size**2 + step + 1 - batch_size
-    beta = (theta + 1 - batch_size) / (theta + 1)
+    beta = ((theta + 1 - batch_size) / (theta + 1)) ** forgetting
     state.A.mul_(beta).add_(ZZ / n)
     state.B.mul_(beta).add_(ZX / n)
     state.n_steps += 1
-    update_dictionary(D, state.A, state.B, positive=positive_dict, X=X, generator=generator)
+    if distributed and bool(_unused(state.A).any()):
+        # the statistics, so the unused atoms, are the same on every rank: redraw from the union of the
+        # minibatches (rank after rank), as one process coding that union would
+        parts = [torch.empty_like(X) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, X.contiguous())
+        X = torch.cat(parts)
+    for sweep in range(int(n_sweeps)):  # unused atoms are redrawn once, after the last sweep
+        update_dictionary(D, state.A, state.B, positive=positive_dict, generator=generator,
+                          X=X if sweep == n_sweeps - 1 else None)
     if distributed:
         broadcast_([D])
     return cost
@@ -325,16 +357,20 @@ def learn_dictionary_online(
         for step in range(n_steps):
             i = step % steps_per_pass
             if i == 0:
+                pass_cost = 0.0
                 order = (torch.randperm(n, generator=generator, device=draw_device(generator, X)).to(X.device)
                          if shuffle else torch.arange(n, device=X.device))
             old = D.clone()
-            cost = float(online_dictionary_step(D, state, X[order[i * batch_size:(i + 1) * batch_size]], alpha,
-                                                batch_size=batch_size, generator=generator, **options))
+            batch = X[order[i * batch_size:(i + 1) * batch_size]]
+            cost = float(online_dictionary_step(D, state, batch, alpha, batch_size=batch_size, generator=generator,
+                                                **options))
             done = step + 1
             diff = float(torch.linalg.vector_norm(D - old)) / D.shape[0]
+            # the pass's mean cost: its minibatches' costs (each at the codes before its update), by size
+            pass_cost += cost * batch.shape[0]
             if verbose and i == steps_per_pass - 1:
                 print(f"[DictionaryLearning] pass {step // steps_per_pass + 1}/{max_iter}, "
-                      f"step {done}: batch cost {cost:.5f}, {time.perf_counter() - start:.1f} s")
+                      f"step {done}: mean minibatch cost {pass_cost / n:.5f}, {time.perf_counter() - start:.1f} s")
             stop = callback is not None and callback(
                 {"step": done, "n_steps": n_steps, "batch_cost": cost, "dictionary": D})
             if stop or rules.converged(done, cost, diff):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .solvers import SolveResult
     from .topography import Pools
 
-__all__ = ["Penalty", "L1", "GroupL1", "LatentGroupL1", "make_penalty", "check_alpha"]
+__all__ = ["Penalty", "L1", "GroupL1", "MapGroupL1", "LatentGroupL1", "make_penalty", "check_alpha"]
 
 
 def check_alpha(alpha) -> float:
@@ -151,6 +151,47 @@ class GroupL1(Penalty):
 
     def to(self, like: torch.Tensor) -> GroupL1:
         return GroupL1(self.groups.to(like.device), self.positive)
+
+
+class MapGroupL1(GroupL1):
+    """Group lasso across feature maps, :math:`\\sum_g \\sum_p \\|z_{g,p}\\|_2`: groups of maps at each position.
+
+    For convolutional codes ``(K, h, w)``, seen flattened (``K*h*w`` units, map by map): the units of the
+    maps of group ``g`` at the same position ``p`` form one group (the group-sparse / topographic
+    convolutional model). Any map size works: the positions are ``n_units / K``.
+
+    Parameters
+    ----------
+    groups : torch.LongTensor, shape (K,)
+        Group index of each map, values in ``0..n_groups-1``.
+    positive : bool
+
+    Examples
+    --------
+    >>> penalty = MapGroupL1(torch.tensor([0, 0]))  # two maps of two positions, grouped
+    >>> penalty.value(torch.tensor([[3.0, 0.0, 4.0, 1.0]]), 1.0)
+    tensor([6.])
+    """
+
+    def _by_position(self, Z: torch.Tensor) -> torch.Tensor:
+        """``(..., K*P)`` -> ``(..., P, K)``: the maps on the last axis, one row per position."""
+        return Z.unflatten(-1, (self.groups.numel(), -1)).transpose(-1, -2)
+
+    def value(self, Z: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Per-sample penalty, shape ``(n_samples,)``."""
+        return super().value(self._by_position(Z), alpha).sum(-1)
+
+    def prox(self, V: torch.Tensor, tau) -> torch.Tensor:
+        """Block soft threshold of each group of maps at each position; ``tau`` a number or ``(n, 1)``."""
+        tau = tau.unsqueeze(-1) if torch.is_tensor(tau) and tau.dim() else tau
+        return super().prox(self._by_position(V), tau).transpose(-1, -2).flatten(-2)
+
+    def dual_norm(self, C: torch.Tensor) -> torch.Tensor:
+        """Per-sample maximum over groups and positions of the groups' norms."""
+        return super().dual_norm(self._by_position(C)).amax(-1)
+
+    def to(self, like: torch.Tensor) -> MapGroupL1:
+        return MapGroupL1(self.groups.to(like.device), self.positive)
 
 
 class LatentGroupL1(Penalty):

@@ -21,5 +21,7 @@ def test_example_runs_and_saves_a_figure(script):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip(), "an example says what it does"
+    if script.name == "plot_distributed.py":  # it starts its two ranks itself, through torchrun
+        assert "[rank 0/2]" in proc.stdout and "[rank 1/2]" in proc.stdout, proc.stdout[-3000:]
     saved = [p for p in (ROOT / "examples" / "output" / "quick").glob("*.png") if p.stat().st_mtime >= start - 1]
     assert saved, "an example saves at least one figure (quick mode: in examples/output/quick/)"

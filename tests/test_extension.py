@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsecode._extension import KERNEL_SOURCE, build_directory, compiled_kernels, kernel_name
+from sparsecode._extension import KERNEL_DIR, build_directory, compiled_kernels, kernel_name, load_kernels
 
 needs_compiler = pytest.mark.skipif(shutil.which("c++") is None or os.environ.get("SPARSECODE_EXTENSION") == "0",
                                     reason="no C++ compiler, or the extension is switched off")
@@ -23,13 +23,25 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_the_name_follows_the_content_not_the_path(tmp_path):
-    copy = tmp_path / "elsewhere" / "cpu_kernels.cpp"
-    copy.parent.mkdir()
-    shutil.copy(KERNEL_SOURCE, copy)
-    assert kernel_name(copy) == kernel_name(KERNEL_SOURCE)
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(KERNEL_DIR, copy)
+    assert kernel_name(copy) == kernel_name(KERNEL_DIR)
     assert kernel_name(copy).startswith("sparsecode_cpu_kernels_")
-    copy.write_bytes(KERNEL_SOURCE.read_bytes() + b"\n// changed\n")
-    assert kernel_name(copy) != kernel_name(KERNEL_SOURCE)
+    names = {kernel_name(KERNEL_DIR)}
+    for changed in ("common.h", "cd.cpp", "renamed"):  # a header counts as much as a source, and so do names
+        shutil.rmtree(copy)
+        shutil.copytree(KERNEL_DIR, copy)
+        if changed == "renamed":
+            (copy / "cd.cpp").rename(copy / "cd2.cpp")
+        else:
+            (copy / changed).write_bytes((KERNEL_DIR / changed).read_bytes() + b"\n// changed\n")
+        names.add(kernel_name(copy))
+    assert len(names) == 4
+
+
+def test_a_folder_without_sources_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no C\+\+ source"):
+        load_kernels(tmp_path)
 
 
 def test_the_build_directory_follows_torch_extensions_dir(monkeypatch, tmp_path):
@@ -60,8 +72,8 @@ def test_another_copy_of_the_source_loads_the_same_build_without_compiling(tmp_p
     assert _run("from sparsecode._extension import load_kernels; load_kernels()").returncode == 0
     library = next(build_directory(kernel_name()).glob("sparsecode_cpu_kernels_*.*"))
     built = library.stat().st_mtime_ns
-    copy = tmp_path / "cpu_kernels.cpp"
-    shutil.copy(KERNEL_SOURCE, copy)  # a newer file at another path: what a second install looks like
+    copy = tmp_path / "kernels"
+    shutil.copytree(KERNEL_DIR, copy)  # newer files at another path: what a second install looks like
     start = time.perf_counter()
     done = _run(f"from sparsecode._extension import load_kernels; print(load_kernels({str(copy)!r}).__file__)")
     elapsed = time.perf_counter() - start

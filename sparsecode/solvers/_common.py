@@ -1,9 +1,9 @@
-"""What every solver shares: the result type, the input check, the chunk size and the chunked driver."""
+"""What every solver shares: the result type, the input check, the chunk size and the chunked drivers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 
@@ -12,8 +12,8 @@ from ..objectives import duality_gap
 from ..penalties import L1, Penalty, check_alpha
 
 __all__ = [
-    "SolveResult", "check_problem", "check_conv_problem", "default_chunk_size", "in_chunks", "chunked_gap",
-    "zero_result",
+    "SolveResult", "check_problem", "check_conv_problem", "default_chunk_size", "in_chunks", "worker_count",
+    "map_chunks", "chunked_gap", "zero_result",
 ]
 
 
@@ -108,6 +108,47 @@ def in_chunks(solve: Callable[..., tuple], chunk: int, *arrays: torch.Tensor) ->
             else:
                 out[i] = max(out[i], p)
     return tuple(out)
+
+
+def worker_count(n_jobs: int | None) -> int:
+    """How many joblib workers ``n_jobs`` asks for (-1: one per CPU); 1 for None or 1, without joblib."""
+    if n_jobs == 0:
+        raise ValueError("n_jobs=0 runs nothing: use None or 1 to run here, k > 1 for k workers, -1 for one "
+                         "per CPU.")
+    if n_jobs in (None, 1):
+        return 1
+    from joblib import effective_n_jobs
+
+    return effective_n_jobs(n_jobs)
+
+
+def map_chunks(fn: Callable[..., Any], chunk: int, *arrays, n_jobs: int | None = None,
+               prefer: str | None = None) -> Iterator[tuple[int, Any]]:
+    """``(start, fn(*chunks))`` for consecutive chunks of ``chunk`` rows of ``arrays``, in order.
+
+    ``arrays`` are row-aligned arrays (numpy arrays, memmaps, tensors) or None (passed as None); only a
+    slice of each reaches ``fn``, so an array larger than memory is read one chunk at a time. With
+    ``n_jobs`` None or 1 the chunks run here, one after the other, lazily. Otherwise they run in joblib
+    workers (joblib is imported only then), ``prefer`` (``"threads"`` or ``"processes"``) being a hint that
+    an enclosing ``joblib.parallel_backend`` (Dask, Ray) overrides. Results come in order, as they are
+    ready; joblib starts a chunk whenever one finishes, so finished chunks are held only while the
+    consumer is behind the workers (a consumer copying codes into an output keeps up with any solver).
+    For process and cluster backends ``fn`` (a module-level function or a ``functools.partial`` of one)
+    and its arguments are pickled.
+    """
+    n = arrays[0].shape[0]
+    starts = range(0, max(n, 1), chunk)
+
+    def chunks(s):
+        return (None if a is None else a[s:s + chunk] for a in arrays)
+
+    if worker_count(n_jobs) == 1:
+        return ((s, fn(*chunks(s))) for s in starts)
+    from joblib import Parallel, delayed
+
+    results = Parallel(n_jobs=n_jobs, prefer=prefer, return_as="generator")(
+        delayed(fn)(*chunks(s)) for s in starts)
+    return zip(starts, results)
 
 
 def chunked_gap(X: torch.Tensor, Z: torch.Tensor, D: torch.Tensor, alpha: float, penalty: Penalty) -> torch.Tensor:

@@ -96,7 +96,8 @@ def conv_fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty:
         Strength of the penalty, >= 0.
     penalty : Penalty, optional
         :math:`\\Omega` and the sign constraint (:mod:`sparsecode.penalties`) on each image's flattened
-        codes; :class:`~sparsecode.penalties.L1` by default.
+        codes; :class:`~sparsecode.penalties.L1` by default, :class:`~sparsecode.penalties.MapGroupL1`
+        for groups of maps at each position.
     z0 : torch.Tensor, shape (n, K, H-kh+1, W-kw+1), optional
         Warm start (e.g. an encoder's prediction).
     max_iter : int

@@ -42,15 +42,16 @@ iterate :math:`y`, which is feasible), checked every ``check_every`` iterations.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from ..convolution import code_size
+from ..convolution import FourierKernels, code_size
 from ..objectives import relative_gap
 from ..penalties import LatentGroupL1, Penalty
 from ._common import SolveResult, check_conv_problem, default_chunk_size, in_chunks, zero_result
 
-__all__ = ["BOUNDARIES", "FourierKernels", "conv_admm"]
+__all__ = ["BOUNDARIES", "ADMMState", "FourierKernels", "conv_admm"]
 
 BOUNDARIES = ("valid", "circular")
 
@@ -60,108 +61,56 @@ _BALANCE_RATIO = 1.2
 _MAX_SCALING = 100.0
 
 
-class FourierKernels:
-    """Kernels on the ``H x W`` DFT grid: the operator :math:`A`, its adjoint and the ADMM linear solve.
-
-    Parameters
-    ----------
-    D : torch.Tensor, shape (K, C, kh, kw)
-    image_size : (int, int)
-
-    Examples
-    --------
-    >>> fk = FourierKernels(torch.ones(1, 1, 1, 1), (2, 3))
-    >>> fk.reconstruct(torch.ones(1, 1, 2, 3))
-    tensor([[[[1., 1., 1.],
-              [1., 1., 1.]]]])
-    """
-
-    def __init__(self, D: torch.Tensor, image_size: tuple[int, int]):
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.spectrum = torch.fft.rfft2(D, s=self.image_size)  # (K, C, H, W//2+1)
-        self._conj = self.spectrum.conj().resolve_conj()
-        Dh = self.spectrum
-        if Dh.shape[1] == 1:
-            self.gram = (Dh.abs() ** 2).sum(0)[0]  # ||d(f)||^2, (H, Wf)
-        else:
-            self.gram = torch.einsum("kchw,kdhw->hwcd", Dh, Dh.conj())  # D D^H per frequency
-
-    def rfft(self, V: torch.Tensor) -> torch.Tensor:
-        """Spectrum of maps or images on the grid (zero-padded from the top-left corner)."""
-        return torch.fft.rfft2(V, s=self.image_size)
-
-    def irfft(self, Vh: torch.Tensor) -> torch.Tensor:
-        return torch.fft.irfft2(Vh, s=self.image_size)
-
-    def forward(self, Zh: torch.Tensor) -> torch.Tensor:
-        """:math:`\\hat D\\hat z` per frequency: ``(n, K, H, Wf)`` -> ``(n, C, H, Wf)``."""
-        return torch.stack([(Zh * Dc).sum(1) for Dc in self.spectrum.unbind(1)], 1)
-
-    def adjoint(self, Rh: torch.Tensor) -> torch.Tensor:
-        """:math:`\\hat D^H\\hat r` per frequency: ``(n, C, H, Wf)`` -> ``(n, K, H, Wf)``."""
-        return (Rh.unsqueeze(1) * self._conj).sum(2)
-
-    def reconstruct(self, Z: torch.Tensor) -> torch.Tensor:
-        """Circular :math:`Az` of maps ``(n, K, h, w)`` (``h <= H``, ``w <= W``, from the corner)."""
-        return self.irfft(self.forward(self.rfft(Z)))
-
-    def correlate(self, R: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Circular :math:`A^T r`, cropped to the top-left ``size`` window (the whole grid by default)."""
-        C = self.irfft(self.adjoint(self.rfft(R)))
-        return C if size is None else C[..., : size[0], : size[1]]
-
-    def solve(self, B: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-        """:math:`(\\hat D^H\\hat D + \\rho I)^{-1} b` per frequency, ``rho`` one per image ``(n,)``.
-
-        Sherman-Morrison for one channel, its multi-channel form (Woodbury, a ``C x C`` solve) for more.
-        """
-        rho = rho.view(-1, 1, 1, 1)
-        DB = self.forward(B)
-        if self.spectrum.shape[1] == 1:
-            V = DB / (rho + self.gram)
-        else:
-            C = self.gram.shape[-1]
-            eye = torch.eye(C, dtype=self.gram.dtype, device=self.gram.device)
-            M = self.gram + rho.view(-1, 1, 1, 1, 1) * eye  # (n, H, Wf, C, C)
-            V = torch.linalg.solve(M, DB.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1).permute(0, 3, 1, 2)
-        return (B - self.adjoint(V)) / rho
-
-
 def _norms(*parts: torch.Tensor) -> torch.Tensor:
     """Per-image Euclidean norm of all ``parts`` together."""
     return torch.stack([(P * P).flatten(1).sum(1) for P in parts]).sum(0).sqrt()
 
 
 class _ADMM:
-    """The iterations on one chunk of images: state tensors indexed by image, compacted as images converge."""
+    """The iterations on one chunk of images: state tensors indexed by image, compacted as images converge.
 
-    def __init__(self, fk, X, Y, weights, alpha, penalty, support, rho, relax):
+    The maps' grid is large (``n*K*H*W``): an iteration reuses two work tensors of that size (a real
+    one, a complex one) and updates the state in place, since fresh tensors of that size cost page
+    faults on the CPU comparable to the FFTs. The data term is kept as :math:`\\hat D^H\\hat x/\\rho`,
+    so the right-hand side of the linear step is one addition.
+    """
+
+    def __init__(self, fk, X, Y, U, weights, alpha, penalty, support, rho, relax):
         self.fk, self.alpha, self.penalty, self.support, self.relax = fk, alpha, penalty, support, relax
         self.X, self.weights = X, weights
         grid = (*Y.shape[:2], *fk.image_size)
         full = X.new_zeros(grid)
         full[..., : support[0], : support[1]] = Y
-        self.Y, self.U = full, torch.zeros_like(full)
-        self.rho = X.new_full((X.shape[0],), float(rho))
+        self.Y, self.U = full, torch.zeros_like(full) if U is None else U.clone()
+        self.rho = rho.clone()
+        self._work: dict[str, torch.Tensor] = {}
         if weights is None:
-            self.DtX = fk.adjoint(fk.rfft(X))
+            self.DtXr = fk.adjoint(fk.rfft(X)).div_(rho.view(-1, 1, 1, 1))
         else:  # the second block r = Az and its dual
             self.Y0, self.U0 = fk.reconstruct(full), torch.zeros_like(X)
             self.WX = weights * X
             self.ones = X.new_ones(X.shape[0])
 
     def _state_names(self):
-        return ("X", "Y", "U", "rho") + (("DtX",) if self.weights is None else ("Y0", "U0", "WX", "ones"))
+        return ("X", "Y", "U", "rho") + (("DtXr",) if self.weights is None else ("Y0", "U0", "WX", "ones"))
 
     def keep(self, mask: torch.Tensor) -> None:
         for name in self._state_names():
             setattr(self, name, getattr(self, name)[mask])
+        self._work = {}
+
+    def _buffer(self, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+        """A work tensor of the maps' grid (``like``: the spectrum's shape and dtype), reused across iterations."""
+        if name not in self._work:
+            self._work[name] = torch.empty_like(self.Y if like is None else like)
+        return self._work[name]
 
     def codes(self) -> torch.Tensor:
         return self.Y[..., : self.support[0], : self.support[1]]
 
-    def _relaxed(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        return new if self.relax == 1.0 else torch.lerp(old, new, self.relax)
+    def _relax_(self, Z: torch.Tensor) -> torch.Tensor:
+        """Over-relaxation in place: :math:`\\beta z + (1-\\beta)y`."""
+        return Z if self.relax == 1.0 else Z.lerp_(self.Y, 1.0 - self.relax)
 
     def _sparse_step(self, V: torch.Tensor) -> torch.Tensor:
         """:math:`\\operatorname{prox}_{\\alpha\\Omega/\\rho}` on the window, zero outside it."""
@@ -176,29 +125,34 @@ class _ADMM:
 
     def step(self, balance: bool) -> None:
         """One ADMM iteration; with ``balance``, adapt ``rho`` from this iteration's residuals."""
-        fk, rho = self.fk, self.rho.view(-1, 1, 1, 1)
-        Yprev = self.Y
+        fk, Yprev = self.fk, self.Y
         if self.weights is None:
-            Zh = fk.solve(self.DtX + rho * fk.rfft(self.Y - self.U), self.rho)
-            Z = fk.irfft(Zh)
-            Zr = self._relaxed(Z, self.Y)
-            self.Y = self._sparse_step(Zr + self.U)
-            self.U = self.U + Zr - self.Y
-            primal, dual = (Z - self.Y,), (self.Y - Yprev,)
-            sizes, duals = (Z, self.Y), (self.U,)
-        else:
-            Zh = fk.solve(fk.adjoint(fk.rfft(self.Y0 - self.U0)) + fk.rfft(self.Y - self.U), self.ones)
-            Z, AZ = fk.irfft(Zh), fk.irfft(fk.forward(Zh))
-            Y0prev = self.Y0
-            Zr, AZr = self._relaxed(Z, self.Y), self._relaxed(AZ, self.Y0)
-            self.Y0 = (self.WX + rho * (AZr + self.U0)) / (self.weights + rho)
-            self.Y = self._sparse_step(Zr + self.U)
-            self.U0 = self.U0 + AZr - self.Y0
-            self.U = self.U + Zr - self.Y
-            primal, dual = (Z - self.Y, AZ - self.Y0), (self.Y - Yprev, self.Y0 - Y0prev)
-            sizes, duals = (Z, self.Y, AZ, self.Y0), (self.U, self.U0)
+            grid = self._buffer("grid")
+            Bh = fk.rfft(torch.sub(self.Y, self.U, out=grid), out=self._buffer("spectrum", self.DtXr))
+            Zh = fk.solve_(Bh.add_(self.DtXr), self.rho, self._buffer("product", Bh))
+            Z = fk.irfft(Zh, out=grid)
+            Zkeep = Z.clone() if balance else None  # the relaxation below overwrites Z
+            self.U.add_(self._relax_(Z))
+            self.Y = self._sparse_step(self.U)
+            self.U.sub_(self.Y)
+            if balance:
+                self._balance((Zkeep - self.Y,), (self.Y - Yprev,), (Zkeep, self.Y), (self.U,))
+            return
+        rho = self.rho.view(-1, 1, 1, 1)
+        Bh = fk.adjoint(fk.rfft(self.Y0 - self.U0)).add_(fk.rfft(self.Y - self.U))
+        Zh = fk.solve_(Bh, self.ones)
+        Z, AZ = fk.irfft(Zh), fk.irfft(fk.forward(Zh))
+        Y0prev = self.Y0
+        Zkeep, AZkeep = (Z.clone(), AZ.clone()) if balance else (None, None)
+        Zr, AZr = self._relax_(Z), AZ if self.relax == 1.0 else AZ.lerp_(self.Y0, 1.0 - self.relax)
+        self.Y0 = (self.WX + rho * (AZr + self.U0)) / (self.weights + rho)
+        self.U.add_(Zr)
+        self.Y = self._sparse_step(self.U)
+        self.U.sub_(self.Y)
+        self.U0.add_(AZr).sub_(self.Y0)
         if balance:
-            self._balance(primal, dual, sizes, duals)
+            self._balance((Zkeep - self.Y, AZkeep - self.Y0), (self.Y - Yprev, self.Y0 - Y0prev),
+                          (Zkeep, self.Y, AZkeep, self.Y0), (self.U, self.U0))
 
     def _balance(self, primal, dual, sizes, duals) -> None:
         """Residual balancing: scale ``rho`` (and the scaled duals inversely) per image."""
@@ -212,9 +166,11 @@ class _ADMM:
         factor = torch.where(torch.isfinite(factor) & (s > 0), factor, 1.0)
         self.rho = self.rho * factor
         inverse = (1 / factor).view(-1, 1, 1, 1)
-        self.U = self.U * inverse
-        if self.weights is not None:
-            self.U0 = self.U0 * inverse
+        self.U.mul_(inverse)
+        if self.weights is None:
+            self.DtXr.mul_(inverse)
+        else:
+            self.U0.mul_(inverse)
 
     def gap(self) -> torch.Tensor:
         Z = self.codes()
@@ -223,12 +179,30 @@ class _ADMM:
                             self.weights)
 
 
-def _admm_chunk(X, Z0, fk, weights, alpha, penalty, support, rho, relax, adaptive, max_iter, tol, check_every,
-                callback):
-    """ADMM on one chunk; converged images leave the batch at each check. Returns the result's fields."""
-    state = _ADMM(fk, X, Z0, weights, alpha, penalty, support, rho, relax)
+@dataclass
+class ADMMState:
+    """Where :func:`conv_admm` stopped, to resume from (``resume=``): per image, the scaled dual on the
+    ``H x W`` grid and the penalty. Alternating methods (dictionary learning) pass the same object to
+    each coding of the same images, so that a few iterations continue the previous ones.
+
+    Attributes
+    ----------
+    dual : torch.Tensor, shape (n, K, H, W), or None
+    rho : torch.Tensor, shape (n,), or None
+    """
+
+    dual: torch.Tensor | None = None
+    rho: torch.Tensor | None = None
+
+
+def _admm_chunk(X, Z0, U0, rho0, fk, weights, alpha, penalty, support, relax, adaptive, max_iter, tol,
+                check_every, callback, track):
+    """ADMM on one chunk; converged images leave the batch at each check. Returns the result's fields,
+    then (with ``track``) each image's final scaled dual and ``rho``."""
+    state = _ADMM(fk, X, Z0, U0, weights, alpha, penalty, support, rho0, relax)
     n = X.shape[0]
-    out = Z0.clone()
+    out, rhos = Z0.clone(), rho0.clone()
+    duals = state.U.clone() if track else None
     gaps = state.gap() if max_iter == 0 else X.new_full((n,), float("inf"))
     converged = gaps <= tol
     active = torch.arange(n, device=X.device)
@@ -243,20 +217,23 @@ def _admm_chunk(X, Z0, fk, weights, alpha, penalty, support, rho, relax, adaptiv
             continue
         rel = state.gap()
         done = rel <= tol
-        out[active], gaps[active], converged[active] = state.codes(), rel, done
+        out[active], gaps[active], converged[active], rhos[active] = state.codes(), rel, done, state.rho
+        if track:
+            duals[active] = state.U
         if it == max_iter or bool(done.all()):
             break
         if bool(done.any()):
             active = active[~done]
             state.keep(~done)
-    return out, n_iter, converged, gaps
+    return (out, n_iter, converged, gaps) + ((duals, rhos) if track else ())
 
 
 def conv_admm(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
               z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5, boundary: str = "valid",
               weights: torch.Tensor | None = None, rho: float | None = None, relax: float = 1.8,
               adaptive: bool = True, check_every: int = 10, chunk_size: int | None = None,
-              callback: Callable[[int, torch.Tensor], None] | None = None) -> SolveResult:
+              callback: Callable[[int, torch.Tensor], None] | None = None,
+              resume: ADMMState | None = None) -> SolveResult:
     """ADMM for the convolutional lasso in the Fourier domain, batched over images (see the module doc).
 
     Parameters
@@ -267,8 +244,9 @@ def conv_admm(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: 
     alpha : float
         Strength of the penalty, >= 0.
     penalty : Penalty, optional
-        :class:`~sparsecode.penalties.L1` (default; ``positive=True`` for non-negative maps) or
-        :class:`~sparsecode.penalties.GroupL1` over each image's flattened maps ``(K, h, w)``.
+        :class:`~sparsecode.penalties.L1` (default; ``positive=True`` for non-negative maps),
+        :class:`~sparsecode.penalties.GroupL1` over each image's flattened maps ``(K, h, w)``, or
+        :class:`~sparsecode.penalties.MapGroupL1` (groups of maps at each position).
     z0 : torch.Tensor, optional
         Warm start, of the codes' shape.
     max_iter : int
@@ -294,6 +272,9 @@ def conv_admm(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: 
     callback : callable, optional
         ``callback(n_iter, codes)`` after every iteration, with the codes of the chunk's images still
         iterating (monitoring, e.g. objective traces in the benchmarks).
+    resume : ADMMState, optional
+        Without ``weights``: start from its dual and ``rho`` when it holds those of these images (with
+        ``z0``, the codes), and store the final ones in it.
 
     Returns
     -------
@@ -327,12 +308,24 @@ def conv_admm(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: 
         return zero_result(X.new_zeros((n, K, *support)))
     if weights is not None:
         weights = weights.to(X)
+    if resume is not None and weights is not None:
+        raise ValueError("resume= takes the unweighted problem only; pass weights=None or resume=None.")
     fk = FourierKernels(D, image_size)
-    rho = 50 * alpha + 1 if rho is None else float(rho)
+    rho0 = X.new_full((n,), 50 * alpha + 1 if rho is None else float(rho))
+    U0 = None
+    if resume is not None:
+        grid = (n, K, *image_size)
+        if resume.dual is not None and tuple(resume.dual.shape) == grid:
+            U0, rho0 = resume.dual.to(X), resume.rho.to(X)
+        else:
+            U0 = X.new_zeros(grid)
     chunk = chunk_size or default_chunk_size(K * image_size[0] * image_size[1], X.device, cache_sized=False)
 
-    def solve(Xc, Zc):
-        return _admm_chunk(Xc, Zc, fk, weights, alpha, penalty, support, rho, relax, adaptive, max_iter, tol,
-                           check_every, callback)
+    def solve(Xc, Zc, rc, Uc=None):
+        return _admm_chunk(Xc, Zc, Uc, rc, fk, weights, alpha, penalty, support, relax, adaptive, max_iter, tol,
+                           check_every, callback, resume is not None)
 
-    return SolveResult(*in_chunks(solve, chunk, X, Z0))
+    if resume is None:
+        return SolveResult(*in_chunks(solve, chunk, X, Z0, rho0))
+    code, n_iter, converged, gap, resume.dual, resume.rho = in_chunks(solve, chunk, X, Z0, rho0, U0)
+    return SolveResult(code, n_iter, converged, gap)

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from functools import partial
 from numbers import Real
 
 import numpy as np
 import torch
 
-from ..device import as_tensor, resolve_device, to_numpy
+from ..device import as_tensor, resolve_device, resolve_dtype, to_numpy
 from ..penalties import L1, Penalty
-from ._common import SolveResult, check_problem
+from ._common import SolveResult, check_problem, default_chunk_size, map_chunks, worker_count
 from .cd import coordinate_descent, cyclic_coordinate_descent
 from .greedy import least_squares, omp, threshold
 from .homotopy import homotopy, lars
 from .ista import fista, ista
 
-__all__ = ["sparse_encode", "SOLVERS", "ALIASES", "GREEDY", "ALGORITHMS", "solve_lasso",
-           "SolverConvergenceWarning"]
+__all__ = ["sparse_encode", "SOLVERS", "ALIASES", "GREEDY", "ALGORITHMS", "solve_lasso", "encode_in_chunks",
+           "max_correlation", "SolverConvergenceWarning"]
 
 _HOMOTOPY_OPTIONS = set(inspect.signature(homotopy).parameters) - {"X", "D", "alpha", "penalty", "z0"}
 
@@ -93,6 +94,133 @@ def _greedy(X, D, alpha, penalty, algorithm, n_nonzero_coefs, chunk_size) -> Sol
     return (omp if algorithm == "omp" else lars)(X, D, k, chunk_size=chunk_size)
 
 
+def encode_in_chunks(X, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
+                     algorithm: str = "auto", init=None, out: np.ndarray | None = None, n_jobs: int | None = None,
+                     chunk_size: int | None = None, **options) -> SolveResult:
+    """:func:`solve_lasso` on ``X`` chunk by chunk, the codes written into one output.
+
+    Only ``X``, the output and the chunks being coded are held: ``X`` may be a ``np.memmap`` larger than
+    memory, and so may ``out``. Each sample is solved on its own, so the codes do not depend on ``n_jobs``
+    or ``chunk_size`` beyond the rounding of the batched products, which depends on the chunk's shape: the
+    homotopy (``"auto"``), coordinate descent and the greedy codes agree to about 1e-7 in float32; FISTA
+    and ISTA agree to rounding in float64, while in float32 a sample whose duality gap is within rounding
+    of ``tol`` at a check may stop one check earlier or later (a difference that ``tol`` allows).
+
+    Parameters
+    ----------
+    X : array-like (ndarray, np.memmap) or torch.Tensor, shape (n_samples, n_features)
+        Read one chunk at a time; each chunk becomes a tensor on ``D``'s device in ``D``'s dtype.
+    D : torch.Tensor, shape (n_components, n_features)
+    alpha, penalty, algorithm, **options
+        As :func:`solve_lasso` (``n_nonzero_coefs``, ``max_iter``, ``tol``, ...).
+    init : array-like or torch.Tensor, shape (n_samples, n_components), optional
+        Warm start, read chunk by chunk as ``X``.
+    out : ndarray or np.memmap, shape (n_samples, n_components), optional
+        Writeable, of ``X``'s float dtype (float64 for other dtypes; float32 for a float32 tensor). When
+        None: a new ndarray for an array ``X``, a new tensor on ``D``'s device for a tensor ``X``.
+    n_jobs : int, optional
+        Chunks coded at the same time by joblib workers (-1: one per CPU); None or 1: one after the other,
+        here. Threads unless an enclosing ``joblib.parallel_backend`` chooses otherwise: on one machine the
+        solvers already spread a chunk's samples over torch's threads, so process workers would add no
+        cores, only their start-up (a torch import each), and threads overlap reading a memmap and torch's
+        operations with coding (the compiled CPU kernels hold the GIL: two of them do not run at once).
+        A cluster backend (``"dask"``, ``"ray"``) ships each chunk with the solver and ``D`` (pickled, on
+        ``D``'s device) to a worker and its codes back.
+    chunk_size : int, optional
+        Rows per chunk (also the solvers' own chunk size). When None: rows of ``max(n_features,
+        n_components)`` elements filling about 32 MB of float32, and with workers few enough rows
+        (at least 256) for 4 chunks per worker.
+
+    Returns
+    -------
+    SolveResult
+        ``code`` is the output (``out`` when given); ``n_iter`` the largest over the chunks; ``converged``
+        and ``gap`` per sample on the CPU; ``latent`` None unless ``X`` is a tensor coded in one chunk.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When ``out`` is not a writeable ndarray of the codes' shape and dtype.
+    """
+    X = X if isinstance(X, torch.Tensor) else np.asanyarray(X)
+    init = init if init is None or isinstance(init, torch.Tensor) else np.asanyarray(init)
+    alpha, penalty = check_problem(X, D, alpha, penalty, init)
+    n = X.shape[0]
+    shape, dtype = (n, D.shape[0]), _code_dtype(X)
+    if out is not None:
+        _check_out(out, shape, dtype)
+    chunk = chunk_size or _rows_per_chunk(D, n, n_jobs)
+    host = out is not None or not isinstance(X, torch.Tensor)
+    solve = partial(_solve_chunk, D=D, alpha=alpha, penalty=penalty, algorithm=algorithm, host=host,
+                    options={**options, "chunk_size": chunk_size})
+    n_iter, converged, gap = 0, torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=D.dtype)
+    for s, res in map_chunks(solve, chunk, X, init, n_jobs=n_jobs, prefer="threads"):
+        if out is None and res.code.shape[0] == n:  # one chunk: its codes are the output
+            code = res.code.astype(dtype, copy=False) if host else res.code
+            return res._replace(code=code)
+        if out is None:
+            out = np.empty(shape, dtype) if host else D.new_empty(shape)
+        e = s + res.code.shape[0]
+        out[s:e], converged[s:e], gap[s:e] = res.code, res.converged, res.gap
+        n_iter = max(n_iter, res.n_iter)
+    return SolveResult(out, n_iter, converged, gap)
+
+
+def _solve_chunk(X, init, *, D, alpha, penalty, algorithm, host, options) -> SolveResult:
+    """One chunk of :func:`encode_in_chunks` (module-level, so that process and cluster workers can run it);
+    with ``host`` the codes come back as numpy, the rest on the CPU."""
+    z0 = None if init is None else as_tensor(init, D.device, dtype=D.dtype)
+    res = solve_lasso(as_tensor(X, D.device, dtype=D.dtype), D, alpha, penalty=penalty, algorithm=algorithm,
+                      z0=z0, **options)
+    return SolveResult(to_numpy(res.code) if host else res.code, res.n_iter, res.converged.cpu(), res.gap.cpu(),
+                       res.latent)
+
+
+def _rows_per_chunk(D: torch.Tensor, n: int, n_jobs: int | None) -> int:
+    """Rows per chunk: about 32 MB of the widest row, and with workers small enough for 4 chunks each."""
+    chunk = default_chunk_size(max(D.shape), D.device, cache_sized=False)
+    workers = worker_count(n_jobs)
+    return chunk if workers == 1 else min(chunk, max(256, -(-n // (4 * workers))))
+
+
+def _code_dtype(X) -> np.dtype:
+    """The codes' numpy dtype: ``X``'s float dtype (float32 for a tensor computed in float32), else float64."""
+    if isinstance(X, torch.Tensor):
+        return np.dtype(np.float64 if resolve_dtype(X.dtype) == torch.float64 else np.float32)
+    return X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _check_out(out, shape: tuple[int, int], dtype: np.dtype) -> None:
+    """Refuse an ``out`` the codes cannot be written into, saying how to allocate one."""
+    how = (f"np.empty({shape}, dtype=np.{dtype.name}) or np.memmap(path, dtype=np.{dtype.name}, mode='w+', "
+           f"shape={shape})")
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array or np.memmap, got {type(out).__name__}; allocate it with "
+                        f"{how}.")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"out must have shape {shape} (n_samples, n_components) and dtype {dtype.name} (that of "
+                         f"X), got shape {out.shape} and dtype {out.dtype.name}; allocate it with {how}.")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only (a memmap opened with mode='r'?): open it with mode='w+' or 'r+'.")
+
+
+def max_correlation(X, D: torch.Tensor, *, positive: bool = False, chunk_size: int | None = None) -> float:
+    """The smallest ``alpha`` at which every lasso code of ``X`` is zero, read chunk by chunk.
+
+    ``max |X D^T|``, or ``max(max X D^T, 0)`` with ``positive``; ``X`` as in :func:`encode_in_chunks`.
+
+    Examples
+    --------
+    >>> max_correlation(np.array([[2.0, -3.0]]), torch.eye(2, dtype=torch.float64))
+    3.0
+    """
+    def corr(Xc):
+        C = as_tensor(Xc, D.device, dtype=D.dtype) @ D.T
+        return float((C.amax() if positive else C.abs().amax()).clamp(min=0)) if C.numel() else 0.0
+
+    return max(c for _, c in map_chunks(corr, chunk_size or _rows_per_chunk(D, X.shape[0], None), X))
+
+
 def sparse_encode(
     X,
     dictionary,
@@ -112,12 +240,13 @@ def sparse_encode(
     tol: float = 1e-5,
     device=None,
     return_n_iter: bool = False,
+    out: np.ndarray | None = None,
     **options,
 ):
     """Sparse codes of ``X`` in ``dictionary``: ``argmin_Z 0.5*||X - Z D||^2 + alpha*||Z||_1`` row by row.
 
     Takes ``sklearn.decomposition.sparse_encode``'s signature and algorithm names, all run on the engine
-    (:func:`solve_lasso`), plus ``tol``, ``device`` and ``return_n_iter``.
+    (:func:`solve_lasso`), plus ``tol``, ``device``, ``return_n_iter`` and ``out``.
 
     Parameters
     ----------
@@ -141,7 +270,8 @@ def sparse_encode(
     max_iter, tol
         See :func:`sparsecode.solvers.fista`.
     n_jobs : int, optional
-        Accepted for scikit-learn's signature; the solvers run on torch's threads.
+        Chunks coded at the same time in joblib workers (-1: one per CPU; None or 1: one after the other);
+        see :func:`encode_in_chunks`.
     positive : bool
         Constrain the codes to be non-negative (not for ``"omp"`` and ``"lars"``).
     device : {"auto", "cpu", "cuda", "cuda:N"}, torch.device or None, default=None
@@ -149,12 +279,17 @@ def sparse_encode(
         as the estimators' default) when None; tensors given as input are moved there.
     return_n_iter : bool
         Also return the number of iterations.
+    out : ndarray or np.memmap, shape (n_samples, n_components), optional
+        Where to write the codes, in ``X``'s float dtype (float64 for other dtypes). ``X`` (a ``np.memmap``
+        for data larger than memory) is read and coded chunk by chunk, so that only ``X``, ``out`` and the
+        chunks being coded are held: a memmap ``out`` keeps codes larger than memory on disk.
     **options
-        Passed to the solver (``L``, ``check_every``, ``chunk_size``, ...).
+        Passed to the solver (``L``, ``check_every``, ...); ``chunk_size`` is the rows per chunk.
 
     Returns
     -------
-    code : same type as ``X`` (numpy array, or tensor on ``device``), shape (n_samples, n_components)
+    code : ``out`` when given, else same type as ``X`` (numpy array, or tensor on ``device``), shape \
+(n_samples, n_components)
     n_iter : int, only with ``return_n_iter=True``
 
     Warns
@@ -169,24 +304,14 @@ def sparse_encode(
     array([[1., 0.]])
     """
     dev = X.device if device is None and isinstance(X, torch.Tensor) else resolve_device(device)
-    Xt = as_tensor(X, dev)
-    Dt = as_tensor(dictionary, dev, dtype=Xt.dtype)
-    z0 = None if init is None else as_tensor(init, dev, dtype=Xt.dtype)
-    alpha = 1.0 if alpha is None else alpha
-    if algorithm in GREEDY:
-        res = solve_lasso(Xt, Dt, alpha, penalty=L1(positive), algorithm=algorithm,
-                          n_nonzero_coefs=n_nonzero_coefs, **options)
-    else:
-        res = solve_lasso(Xt, Dt, alpha, penalty=L1(positive), algorithm=algorithm, z0=z0, max_iter=max_iter,
-                          tol=tol, **options)
-        if tol > 0 and not bool(res.converged.all()):
-            warnings.warn(f"sparse_encode did not converge for {int((~res.converged).sum())} of "
-                          f"{res.converged.numel()} samples within max_iter={max_iter}: the largest relative "
-                          f"duality gap is {float(res.gap.max()):.2e} (tol={tol:g}).", SolverConvergenceWarning,
-                          stacklevel=2)
-    if isinstance(X, torch.Tensor):
-        code = res.code
-    else:
-        dtype = np.asarray(X).dtype
-        code = to_numpy(res.code).astype(dtype if dtype in (np.float32, np.float64) else np.float64)
-    return (code, res.n_iter) if return_n_iter else code
+    X = X if isinstance(X, torch.Tensor) else np.asanyarray(X)
+    Dt = as_tensor(dictionary, dev, dtype=resolve_dtype(X.dtype))
+    res = encode_in_chunks(X, Dt, 1.0 if alpha is None else alpha, penalty=L1(positive), algorithm=algorithm,
+                           init=init, out=out, n_jobs=n_jobs, n_nonzero_coefs=n_nonzero_coefs, max_iter=max_iter,
+                           tol=tol, **options)
+    if algorithm not in GREEDY and tol > 0 and not bool(res.converged.all()):
+        warnings.warn(f"sparse_encode did not converge for {int((~res.converged).sum())} of "
+                      f"{res.converged.numel()} samples within max_iter={max_iter}: the largest relative "
+                      f"duality gap is {float(res.gap.max()):.2e} (tol={tol:g}).", SolverConvergenceWarning,
+                      stacklevel=2)
+    return (res.code, res.n_iter) if return_n_iter else res.code

@@ -7,7 +7,7 @@ selected atoms :math:`I` and the Cholesky factor :math:`L` of :math:`G_{II}`, ea
 factor, :math:`O(km)` for the correlations, with every sample of a chunk stepping together. A sample stops
 early, as scikit-learn's ``orthogonal_mp_gram`` does, when its best atom is already selected or its
 correlation is negligible, or when the new atom depends linearly on the selected ones. On the CPU each
-sample runs in compiled code (``sparsecode/cpu_kernels.cpp``); elsewhere the batch steps together in torch.
+sample runs in compiled code (``sparsecode/kernels/omp.cpp``); elsewhere the batch steps together in torch.
 """
 
 from __future__ import annotations

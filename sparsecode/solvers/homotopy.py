@@ -15,7 +15,7 @@ arrived). Starting from :math:`z = 0` at :math:`\lambda_0 = \|xD^T\|_\infty`, a 
 many steps as its code has non-zeros, where proximal-gradient methods need hundreds of iterations to
 settle the support of codes in a coherent dictionary.
 
-On the CPU each sample follows its path in compiled code (``sparsecode/cpu_kernels.cpp``, samples in
+On the CPU each sample follows its path in compiled code (``sparsecode/kernels/homotopy.cpp``, samples in
 parallel over torch's threads), in float64 whatever the data's dtype (a float32 path loses digits in
 proportion to the conditioning of the active Gram matrix). Elsewhere, or where that cannot be built, the
 batch takes its steps together in torch: ``a`` is a weighted sum of the active rows of ``G``

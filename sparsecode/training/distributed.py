@@ -52,6 +52,13 @@ The strategies, with :math:`p` ranks:
     optimizer must be ``"sgd"`` or ``"nesterov"``, and runs as ``"nesterov"`` with momentum
     :math:`\delta`; the elastic force moves the parameters, not the velocity.
 
+``"async_easgd"``, ``"async_eamsgd"`` and ``"downpour"`` (:mod:`sparsecode.training.parameter_server`)
+    Asynchronous EASGD, EAMSGD and DOWNPOUR: rank 0 serves the center (the server's parameters) from a
+    thread while it trains too, and each worker exchanges with it every ``tau`` steps by point-to-point
+    messages, waiting for no other worker. ``end_pass``, ``all_true`` and ``average`` stay local: each
+    worker runs its own passes on its own (unpadded) shard and decides alone when it has converged; a
+    divergence on any worker stops all. After the fit every rank holds the center.
+
 Quadratic case (the paper's section 5; the seed's "Analysis" slide). On :math:`f(x) = h x^2 / 2` with
 identical workers, the mean worker :math:`y` and the center follow, over one period of ``tau`` steps,
 the linear map :func:`easgd_quadratic_map`; EASGD is stable when its spectral radius is below 1.
@@ -65,90 +72,24 @@ import dataclasses
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "AllReduce", "EASGD", "EAMSGD", "STRATEGIES", "make_distributed",
-           "easgd_quadratic_map", "check_process_group", "pad_rows", "broadcast_", "sum_over_ranks"]
+from ._process_group import (
+    Distributed,
+    Periodic,
+    _flat,
+    _unflat_copy_,
+    broadcast_,
+    check_moving_rate,
+    check_period,
+    check_process_group,
+    nesterov_locally,
+    pad_rows,
+    sum_over_ranks,
+)
+from .parameter_server import AsyncEAMSGD, AsyncEASGD, Downpour
 
-
-def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.detach().reshape(-1) for t in tensors])
-
-
-def _unflat_copy_(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
-    """Copy ``flat`` (as made by :func:`_flat`) into ``tensors``."""
-    pieces = torch.split(flat, [t.numel() for t in tensors])
-    with torch.no_grad():
-        torch._foreach_copy_(tensors, [piece.view_as(t) for piece, t in zip(pieces, tensors)])
-
-
-def check_process_group(name: str) -> None:
-    """Raise a clear error when no ``torch.distributed`` process group is initialized."""
-    if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError(
-            f"distributed={name!r} needs a torch.distributed process group: launch with torchrun and call "
-            "torch.distributed.init_process_group() first.")
-
-
-def pad_rows(data: tuple[torch.Tensor, ...], group=None) -> tuple[torch.Tensor, ...]:
-    """Every rank's ``data`` as long as the largest rank's, its rows repeated cyclically (as
-    :class:`torch.utils.data.DistributedSampler` pads), so that all ranks take the same steps."""
-    n = data[0].new_tensor([data[0].shape[0]], dtype=torch.int64)
-    dist.all_reduce(n, dist.ReduceOp.MAX, group=group)
-    if int(n) == data[0].shape[0]:
-        return data
-    rows = torch.arange(int(n), device=data[0].device) % data[0].shape[0]
-    return tuple(t[rows] for t in data)
-
-
-def broadcast_(tensors: list[torch.Tensor], group=None) -> None:
-    """Give every rank rank 0's ``tensors`` (in place, one message)."""
-    flat = _flat(tensors)
-    dist.broadcast(flat, 0, group=group)
-    _unflat_copy_(tensors, flat)
-
-
-def sum_over_ranks(tensors: list[torch.Tensor], group=None) -> list[torch.Tensor]:
-    """The sums over the ranks of ``tensors`` (one message), shaped as them."""
-    flat = _flat(tensors).clone()
-    dist.all_reduce(flat, group=group)
-    return [piece.view_as(t) for piece, t in zip(torch.split(flat, [t.numel() for t in tensors]), tensors)]
-
-
-class Distributed:
-    """One process, no process group: every call is a no-op (the default of :func:`fit_module`)."""
-
-    def local_optimizer(self, optimizer, options: dict) -> tuple[object, dict]:
-        """The optimizer (name, class or instance) and options each rank runs locally."""
-        return optimizer, options
-
-    def begin(self, train: tuple[torch.Tensor, ...], params: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Start of a call: returns the training data this rank trains on."""
-        return train
-
-    def agree(self, learning_rate: float) -> float:
-        """The learning rate every rank uses."""
-        return learning_rate
-
-    def after_backward(self, params: list[torch.Tensor], n_batch: int) -> None:
-        """After a backward pass on a minibatch of ``n_batch`` samples."""
-
-    def after_step(self, params: list[torch.Tensor]) -> None:
-        """After an optimizer step and the projection."""
-
-    def end_pass(self, loss_sum: torch.Tensor, n_seen: int) -> tuple[torch.Tensor, int]:
-        """The pass's loss sum and sample count over all ranks."""
-        return loss_sum, n_seen
-
-    def all_true(self, checks: list[bool]) -> list[bool]:
-        """Each check true on every rank."""
-        return checks
-
-    def average(self, value: float) -> float:
-        """The mean of ``value`` over the ranks."""
-        return value
-
-    def finish(self, params: list[torch.Tensor]) -> bool:
-        """End of a call: put the model every rank keeps into ``params``; True when it was not projected."""
-        return False
+__all__ = ["Distributed", "AllReduce", "EASGD", "EAMSGD", "AsyncEASGD", "AsyncEAMSGD", "Downpour", "STRATEGIES",
+           "make_distributed", "easgd_quadratic_map", "check_process_group", "pad_rows", "broadcast_",
+           "sum_over_ranks"]
 
 
 class _Collective(Distributed):
@@ -209,7 +150,7 @@ class AllReduce(_Collective):
 
 
 @dataclasses.dataclass
-class EASGD(_Collective):
+class EASGD(Periodic, _Collective):
     """Synchronous Elastic Averaging SGD (module doc).
 
     Parameters
@@ -227,15 +168,9 @@ class EASGD(_Collective):
     beta: float = 0.9
 
     def __post_init__(self):
-        if int(self.tau) != self.tau or self.tau < 1:
-            raise ValueError(f"tau must be an integer >= 1, got {self.tau}.")
-        if self.moving_rate is not None and not 0.0 < self.moving_rate <= 1.0:
-            raise ValueError(f"moving_rate must be in (0, 1], got {self.moving_rate}.")
-        if not 0.0 < self.beta <= 1.0:
-            raise ValueError(f"beta must be in (0, 1], got {self.beta}.")
+        check_period(self.tau)
+        check_moving_rate(self.moving_rate, self.beta)
         self._center = None
-        self._steps = 0
-        self._exchanged = False
 
     @property
     def alpha(self) -> float:
@@ -254,19 +189,14 @@ class EASGD(_Collective):
         return train
 
     def after_backward(self, params, n_batch):
-        if self._steps % self.tau or self._exchanged:
+        if not self._due():
             return
-        self._exchanged = True  # once per step, however often a line search calls the closure
         diff = _flat(params) - self._center
         pull = diff.clone()
         dist.all_reduce(pull, group=self.group)
         alpha = self.alpha
         _unflat_copy_(params, _flat(params) - alpha * diff)
         self._center.add_(pull, alpha=alpha)
-
-    def after_step(self, params):
-        self._steps += 1
-        self._exchanged = False
 
     def finish(self, params):
         _unflat_copy_(params, self._center)
@@ -281,13 +211,12 @@ class EAMSGD(EASGD):
     momentum: float = 0.9
 
     def local_optimizer(self, optimizer, options):
-        if optimizer not in ("sgd", "nesterov"):
-            raise ValueError(f"distributed='eamsgd' runs Nesterov momentum locally: optimizer must be 'sgd' or "
-                             f"'nesterov', got {optimizer!r}.")
-        return "nesterov", {"momentum": self.momentum, **options}
+        return nesterov_locally("eamsgd", optimizer, options, self.momentum)
 
 
-STRATEGIES: dict[str, type[Distributed]] = {"allreduce": AllReduce, "easgd": EASGD, "eamsgd": EAMSGD}
+STRATEGIES: dict[str, type[Distributed]] = {"allreduce": AllReduce, "easgd": EASGD, "eamsgd": EAMSGD,
+                                             "async_easgd": AsyncEASGD, "async_eamsgd": AsyncEAMSGD,
+                                             "downpour": Downpour}
 
 
 def make_distributed(spec) -> Distributed:

@@ -44,6 +44,10 @@ It then restores the last parameters whose loss was sane (the start of the pass 
 was, else the start of the previous pass) and raises :class:`DivergenceError`, which blames the data
 when they (or their squares) overflow the dtype and the rate otherwise. Ctrl-C stops the fit, keeps
 the current parameters when sane (else the last sane ones) and reports ``interrupted=True``.
+
+Faults and resuming: with ``checkpoint`` the state is saved after every pass and a call resumes from
+a matching file (:mod:`sparsecode.training.checkpoint`); a failed collective (a rank died or timed out)
+raises :class:`~sparsecode.training.faults.PeerLostError` (:mod:`sparsecode.training.faults`).
 """
 
 from __future__ import annotations
@@ -56,8 +60,10 @@ import torch
 
 from ._common import random_rows, trainable
 from ._progress import Progress
+from .checkpoint import as_checkpoint
 from .distributed import Distributed, make_distributed
 from .divergence import DIVERGENCE_GROWTH, divergence_error, sane
+from .faults import is_communication_error, peer_lost_error
 from .optim import TrainContext, estimate_max_learning_rate, hooks_of, make_optimizer, optimizer_factory
 from .schedules import InverseDecayLR
 from .state import TrainResult, TrainState
@@ -160,6 +166,7 @@ def fit_module(
     max_steps: int | None = None,
     lr_decay: float = 0.0,
     distributed=None,
+    checkpoint=None,
 ) -> TrainResult:
     """Train ``module`` by minimizing ``loss_fn`` over ``data`` (see the module doc).
 
@@ -207,6 +214,9 @@ def fit_module(
     distributed : {"allreduce", "easgd", "eamsgd"}, Distributed or None, default=None
         Train with the other ranks of the ``torch.distributed`` process group, each on its own shard
         ``data`` (:mod:`sparsecode.training.distributed`); None: this process alone.
+    checkpoint : str, os.PathLike or Checkpoint, optional
+        Save the state at the end of every pass (rank 0 only when distributed) and resume from this
+        file when it matches (:mod:`sparsecode.training.checkpoint`; a mismatch is a ValueError).
 
     Returns
     -------
@@ -218,6 +228,8 @@ def fit_module(
     DivergenceError
         When the loss or the parameters become non-finite, or the loss grows beyond
         ``DIVERGENCE_GROWTH`` times its starting value.
+    PeerLostError
+        When a collective with the other ranks fails (a rank died or the group's timeout passed).
 
     Examples
     --------
@@ -236,14 +248,22 @@ def fit_module(
     groups = _groups(module, param_groups)
     params = _flat(groups)
     distributed = make_distributed(distributed)
-    train = distributed.begin(train, params)
-    n_train = train[0].shape[0]
-    batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
-    context = TrainContext(module, loss_fn, residual_fn, train, params, generator, math.ceil(n_train / batch_size))
     state = TrainState() if state is None else state
     if state.no_improvement_count > n_iter_no_change:
         state.no_improvement_count = 0  # the previous call converged; let this one train
     result = TrainResult([], [], 0, float("nan"), False, False, state)
+    checkpoint, ranks = as_checkpoint(checkpoint, distributed)
+    snap = None if checkpoint is None else checkpoint.restore(module, data, state, generator, ranks, max_iter)
+    if snap is not None:  # resume: the state, progress and generator of the last pass (or stage end) saved
+        state = snap["state"]
+        result = TrainResult(**snap["result"], state=state)
+        if snap["finished"]:
+            checkpoint.end_call()
+            return result
+    train = distributed.begin(train, params)
+    n_train = train[0].shape[0]
+    batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
+    context = TrainContext(module, loss_fn, residual_fn, train, params, generator, math.ceil(n_train / batch_size))
     if state.optimizer is None:
         if max_iter == 0 or max_steps == 0:  # nothing to train: "auto" stays unresolved (nan)
             result.learning_rate = math.nan if learning_rate == "auto" else float(learning_rate)
@@ -262,10 +282,12 @@ def fit_module(
     good = [p.detach().clone() for p in params]  # the start of the current pass
     older = [p.detach().clone() for p in params]  # the start of the previous pass
     loss_sum = first = params[0].new_zeros(())
-    limit = params[0].new_full((), math.inf)
+    limit = params[0].new_full((), math.inf if snap is None else snap["limit"])
     # a start that is already near zero measures growth against the data's own energy instead
     floor = 0.5 * train[0].detach().to(params[0]).square().sum() / max(n_train, 1)
     steps = n_seen = 0
+    resumed_steps = 0 if snap is None else snap["steps"]  # this call's steps before a crash
+    max_steps = None if max_steps is None else max_steps - resumed_steps
 
     def restoresane(checks: list[bool]) -> None:
         """Back to the start of the pass if its first step's loss was sane, else of the previous pass."""
@@ -280,7 +302,7 @@ def fit_module(
         return loss
 
     try:
-        while result.n_iter < max_iter and (max_steps is None or steps < max_steps):
+        while result.n_iter < max_iter and (max_steps is None or steps < max_steps) and not result.converged:
             t_start = time.perf_counter()
             order = random_rows(n_train, generator, train[0]) if shuffle else None
             bar = Progress(context.steps_per_pass, f"pass {state.epoch + 1}") if verbose >= 2 else None
@@ -295,7 +317,7 @@ def fit_module(
                 if steps:  # after the previous step, as in torch; the groups keep the last step's rates
                     schedule.step()
                 loss = opt.step(closure)
-                if steps == 0:  # the loss at the call's starting parameters sets the divergence limit
+                if steps == 0 and snap is None:  # the loss at the call's starting parameters sets the limit
                     limit = DIVERGENCE_GROWTH * torch.maximum(loss.detach().abs(), floor)
                 if n_seen == 0:
                     first = loss.detach()
@@ -347,14 +369,18 @@ def fit_module(
                 extra = f", validation loss {monitored:.6g}" if valid is not None else ""
                 print(f"pass {state.epoch}: loss {mean:.6g}{extra}, "
                       f"{time.perf_counter() - t_start:.2f} s")
-            if state.no_improvement_count > n_iter_no_change:
-                result.converged = True
-                break
+            result.converged = state.no_improvement_count > n_iter_no_change
+            if checkpoint is not None:
+                checkpoint.save(module, state, result, generator, steps=resumed_steps + steps, limit=float(limit))
     except KeyboardInterrupt:
         result.interrupted = True
         checks = sane([loss_sum / max(n_seen, 1), first], params, limit)
         if not all(checks):
             restoresane(checks)
+    except Exception as exc:
+        if ranks.spans and is_communication_error(exc):
+            raise peer_lost_error(exc) from exc
+        raise
     finally:
         module.train(was_training)
     hooks.use_average(True)
@@ -364,4 +390,8 @@ def fit_module(
     if distributed.finish(params) and projection is not None:  # EASGD's center was not projected
         with torch.no_grad():
             projection(module)
+    if checkpoint is not None:
+        if not result.interrupted:  # a call stopped by Ctrl-C resumes from its last pass
+            checkpoint.save(module, state, result, generator, finished=True)
+        checkpoint.end_call()
     return result

@@ -6,7 +6,7 @@ import torch
 
 from sparsecode import L1, GroupL1, LatentGroupL1, Pools, border_weights, conv_fista
 from sparsecode.solvers import conv_admm, solve_conv_lasso, solve_lasso
-from sparsecode.solvers.conv_admm import FourierKernels
+from sparsecode.solvers.conv_admm import ADMMState, FourierKernels
 
 
 def _problem(n=2, C=1, K=5, size=(18, 15), kernel=4, seed=0):
@@ -110,3 +110,17 @@ def test_solve_conv_lasso_chooses_by_kernel_size():
     assert solve_conv_lasso(X, D, 0.2, boundary="circular").code.shape == (1, 5, 18, 15)
     with pytest.raises(ValueError, match="valid model only"):
         solve_conv_lasso(X, D, 0.2, algorithm="fista", boundary="circular")
+
+
+@pytest.mark.parametrize("boundary", ["valid", "circular"])
+def test_resume_continues_the_iterations(boundary):
+    """Two runs of 10 iterations through one ADMMState are one run of 20 (codes, dual and rho carried)."""
+    X, D = _problem()
+    straight = conv_admm(X, D, 0.2, boundary=boundary, max_iter=20, tol=0)
+    state = ADMMState()
+    first = conv_admm(X, D, 0.2, boundary=boundary, max_iter=10, tol=0, resume=state)
+    assert state.dual.shape == (2, 5, 18, 15) and state.rho.shape == (2,)
+    second = conv_admm(X, D, 0.2, boundary=boundary, max_iter=10, tol=0, z0=first.code, resume=state)
+    torch.testing.assert_close(second.code, straight.code)
+    with pytest.raises(ValueError, match="unweighted"):
+        conv_admm(X, D, 0.2, weights=torch.ones(18, 15, dtype=X.dtype), resume=state)

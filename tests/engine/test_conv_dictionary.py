@@ -57,3 +57,18 @@ def test_full_batch_steps_decrease_the_objective():
     assert all(b <= a + 1e-9 for a, b in zip(energies, energies[1:]))
     assert state.n_steps == 4
     torch.testing.assert_close(D.flatten(1).norm(dim=1), torch.ones(4, dtype=torch.float64), atol=1e-3, rtol=0)
+
+
+def test_low_rank_full_batch_update_equals_the_explicit_one():
+    """A full batch of fewer images than kernels keeps A = Z^H Z implicit (Woodbury): the same kernels."""
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(2, 1, 12, 11, generator=g, dtype=torch.float64)
+    D = init_conv_dictionary(X, 5, (3, 3), g)
+    implicit = ConvDictionaryState.empty(D, (12, 11))
+    D1, res = conv_dictionary_step(X, D, implicit, 0.2, full_batch=True)
+    assert implicit.codes is not None
+    explicit = ConvDictionaryState.empty(D, (12, 11))
+    explicit.n_steps, explicit.codes, explicit.B = 1, implicit.codes, implicit.B
+    explicit.gram()  # forms A from the codes and drops them
+    assert explicit.codes is None
+    torch.testing.assert_close(update_conv_dictionary(D, explicit), D1)

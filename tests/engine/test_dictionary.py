@@ -9,6 +9,7 @@ from sparsecode.dictionary import (
     OnlineDictionaryState,
     init_dictionary,
     learn_dictionary_online,
+    online_dictionary_step,
     update_dictionary,
 )
 
@@ -103,3 +104,47 @@ def test_online_loop_draws_without_a_generator():
     D = init_dictionary(X, 4)
     res = learn_dictionary_online(X, D, OnlineDictionaryState.zeros(D), 0.1, batch_size=20, max_iter=2)
     assert res.n_steps == 6 and bool((D.norm(dim=1) <= 1 + 1e-12).all())
+
+
+def _two_steps(**options):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 8, generator=g, dtype=torch.float64)
+    D = init_dictionary(X, 6, g)
+    state = OnlineDictionaryState.zeros(D)
+    online_dictionary_step(D, state, X[:50], 0.1, batch_size=50, **options)
+    first = state.A.clone()
+    online_dictionary_step(D, state, X[50:], 0.1, batch_size=50, **options)
+    return first, state.A
+
+
+def test_forgetting_scales_the_past_statistics_by_the_minibatch_factor_to_its_power():
+    # The first step's update is the same for every exponent, so the second step's codes are too and
+    # A_2 = beta**forgetting * A_1 + Z_2^T Z_2 / n, beta = (theta + 1 - b) / (theta + 1), theta = 2b.
+    beta = (2 * 50 + 1 - 50) / (2 * 50 + 1)
+    first, kept = _two_steps(forgetting=0.0)
+    for forgetting in (1.0, 4.0):
+        again, A = _two_steps(forgetting=forgetting)
+        assert torch.allclose(again, first, atol=1e-12)
+        assert torch.allclose(kept - A, (1 - beta**forgetting) * first, atol=1e-12)
+
+
+def test_n_sweeps_are_that_many_sweeps_on_the_new_statistics():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    D = init_dictionary(X, 6, g)
+    once, thrice = D.clone(), D.clone()
+    state = OnlineDictionaryState.zeros(D)
+    online_dictionary_step(once, state, X, 0.1, batch_size=40, n_sweeps=1)
+    for _ in range(2):
+        update_dictionary(once, state.A, state.B)
+    online_dictionary_step(thrice, OnlineDictionaryState.zeros(D), X, 0.1, batch_size=40, n_sweeps=3)
+    assert torch.allclose(once, thrice, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", [{"forgetting": -1.0}, {"forgetting": float("nan")}, {"n_sweeps": 0},
+                                     {"n_sweeps": 1.5}])
+def test_bad_forgetting_or_sweeps_are_refused(options):
+    D = init_dictionary(torch.randn(10, 4, dtype=torch.float64), 3)
+    with pytest.raises(ValueError, match="forgetting must be"):
+        online_dictionary_step(D, OnlineDictionaryState.zeros(D), torch.randn(10, 4, dtype=torch.float64), 0.1,
+                               batch_size=10, **options)

@@ -12,6 +12,7 @@ import socket
 import time
 import traceback
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -38,8 +39,10 @@ def _worker(rank, world, port, fn, args, results):
             dist.destroy_process_group()
 
 
-def spawn(world: int, fn, *args, timeout: float = TIMEOUT) -> list:
-    """``fn(rank, world, *args)`` on ``world`` gloo processes; the ranks' return values, or the test fails."""
+def spawn(world: int, fn, *args, timeout: float = TIMEOUT, exits: bool = False) -> list:
+    """``fn(rank, world, *args)`` on ``world`` gloo processes; the ranks' return values, or the test fails.
+
+    With ``exits``, a rank whose process ends without reporting gives ``("exited", exit code)``."""
     ctx = multiprocessing.get_context("spawn")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,8 +57,12 @@ def spawn(world: int, fn, *args, timeout: float = TIMEOUT) -> list:
         deadline = time.monotonic() + timeout
         while len(outs) < world:
             try:
-                rank, status, value = results.get(timeout=max(0.1, deadline - time.monotonic()))
+                rank, status, value = results.get(timeout=0.5 if exits else max(0.1, deadline - time.monotonic()))
             except queue.Empty:
+                outs.update({r: ("exited", p.exitcode) for r, p in enumerate(procs)
+                             if exits and r not in outs and not p.is_alive()})
+                if time.monotonic() < deadline:
+                    continue
                 pytest.fail(f"distributed run hung: ranks {sorted(set(range(world)) - set(outs))} did not "
                             f"finish within {timeout} s")
             outs[rank] = (status, pickle.loads(value) if status == "ok" else value)
@@ -248,15 +255,18 @@ def test_strategies_need_a_process_group_and_validate():
     assert EAMSGD(momentum=0.5).local_optimizer("sgd", {}) == ("nesterov", {"momentum": 0.5})
 
 
-def _dictionary(rank, world, b):
+def _dictionary(rank, world, b, redraw=False):
     from estimators import DictionaryLearning
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(24, 6, generator=g, dtype=torch.float64).numpy()
     D0 = torch.randn(5, 6, generator=g, dtype=torch.float64).numpy()
+    if redraw:  # five more atoms, orthogonal to the data: unused, so redrawn from the minibatches
+        X[:, 3:] = 0.0
+        D0 = np.vstack([D0, np.hstack([np.zeros((5, 3)), torch.randn(5, 3, generator=g, dtype=torch.float64)])])
     shard = torch.cat([torch.arange(k, k + b) for k in range(rank * b, X.shape[0], world * b)]).numpy()
-    params = dict(n_components=5, alpha=0.1, max_iter=2, shuffle=False, dict_init=D0, tol=0.0,
-                  max_no_improvement=None, device="cpu")
+    params = dict(n_components=len(D0), alpha=0.1, max_iter=2, shuffle=False, dict_init=D0, tol=0.0,
+                  max_no_improvement=None, random_state=0, device="cpu")
     out = {"fit": DictionaryLearning(batch_size=b, distributed="allreduce", **params).fit(X[shard]).components_}
     partial = DictionaryLearning(distributed="allreduce", **params)
     for k in range(2):
@@ -271,10 +281,31 @@ def _dictionary(rank, world, b):
     return out
 
 
-def test_dictionary_learning_across_ranks_equals_one_process_on_the_concatenated_minibatches():
-    outs = values(spawn(2, _dictionary, 4))
+@pytest.mark.parametrize("redraw", [False, True], ids=["all atoms used", "an unused atom redrawn"])
+def test_dictionary_learning_across_ranks_equals_one_process_on_the_concatenated_minibatches(redraw):
+    outs = values(spawn(2, _dictionary, 4, redraw))
+    if redraw:
+        assert (np.linalg.norm(outs[0]["ref"][5:, :3], axis=1) > 0.5).all()  # redrawn: now mostly in the data
     for o in outs:
         torch.testing.assert_close(torch.as_tensor(o["fit"]), torch.as_tensor(outs[0]["ref"]), rtol=1e-10,
                                    atol=1e-10)
         torch.testing.assert_close(torch.as_tensor(o["partial"]), torch.as_tensor(outs[0]["ref partial"]),
                                    rtol=1e-10, atol=1e-10)
+
+
+def _default_alpha(rank, world):
+    from estimators import LISTA, PredictiveSparseDecomposition
+
+    g = torch.Generator().manual_seed(rank)
+    X = (1 + 2 * rank) * torch.randn(40 + 8 * rank, 6, generator=g, dtype=torch.float64).numpy()
+    params = dict(n_components=4, max_iter=2, tol=0.0, random_state=0, device="cpu", distributed="allreduce")
+    lista = LISTA(**params).fit(X)
+    psd = PredictiveSparseDecomposition(**params).fit(X)
+    return lista.alpha_, lista.components_, psd.alpha_, psd.input_scale_, psd.components_
+
+
+def test_scale_free_defaults_and_learned_dictionaries_are_shared_by_all_ranks():
+    # shards of different scales: the default alpha (and PSD's input scale) come from all of them at once
+    outs = values(spawn(2, _default_alpha))
+    for got, want in zip(outs[1], outs[0]):
+        np.testing.assert_array_equal(got, want)

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
-from sklearn.decomposition import MiniBatchDictionaryLearning
+from sklearn.decomposition import PCA, MiniBatchDictionaryLearning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import sparsecode.dictionary as engine
 from estimators import DictionaryLearning
 
 
@@ -141,3 +142,23 @@ def test_group_and_topographic_dictionary_learning():
                               transform_tol=1e-3, random_state=0, device="cpu").fit(X)
     assert np.isfinite(topo.score(X)) and topo.score(X) < 0
     assert np.all(np.linalg.norm(topo.components_, axis=1) <= 1 + 1e-6)
+
+
+def test_whitened_digits_code_every_step_within_the_solver_budget(monkeypatch):
+    # Issue 15: PCA-whitened digits (rows of norm about 100: directions of near-zero variance blown up)
+    # took 100x the raw digits' time in float32: the coder stopped at its max_iter on every step
+    # (more than 1000 iterations, not converged). Every step must now converge well within it.
+    X = PCA(whiten=True).fit_transform(load_digits().data[:1257]).astype(np.float32)
+    steps = []
+
+    def recorded(*args, **kwargs):
+        result = solve_lasso(*args, **kwargs)
+        steps.append((result.n_iter, kwargs["max_iter"], bool(result.converged.all())))
+        return result
+
+    solve_lasso = engine.solve_lasso
+    monkeypatch.setattr(engine, "solve_lasso", recorded)
+    dl = DictionaryLearning(n_components=64, max_iter=1, random_state=0, device="cpu").fit(X)
+    assert len(steps) == dl.n_steps_ == 5
+    assert all(converged and n_iter < max_iter for n_iter, max_iter, converged in steps)
+    assert np.isfinite(dl.components_).all() and dl.score(X[:200]) > -0.5 * (X[:200] ** 2).sum(1).mean()

@@ -180,3 +180,53 @@ def test_all_zero_codes_warn_and_name_the_largest_useful_alpha(positive):
         warnings.simplefilter("error")
         coder = SparseCoder(D, transform_alpha=0.5 * alpha_max, positive_code=positive, device="cpu")
         assert coder.transform(X).any()
+
+
+def _memmap(path, array):
+    mm = np.memmap(path, dtype=array.dtype, mode="w+", shape=array.shape)
+    mm[:] = array
+    mm.flush()
+    return np.memmap(path, dtype=array.dtype, mode="r", shape=array.shape)
+
+
+@pytest.mark.parametrize("split_sign", [False, True])
+def test_memmap_and_workers_give_the_in_memory_codes(tmp_path, split_sign):
+    """Issue 17, item 3: a read-only memmap is coded as it is, ``n_jobs`` workers give the same codes."""
+    X, D = _problem(11, n=600)
+    X = X.astype(np.float32)
+    ref = SparseCoder(D, transform_alpha=0.1, split_sign=split_sign, device="cpu").transform(X)
+    coder = SparseCoder(D, transform_alpha=0.1, split_sign=split_sign, n_jobs=2, device="cpu")
+    Z = coder.transform(_memmap(tmp_path / "X.dat", X))
+    assert type(Z) is np.ndarray and Z.dtype == np.float32
+    np.testing.assert_allclose(Z, ref, rtol=0, atol=1e-6)
+
+
+def test_dictionary_learning_transform_reads_a_memmap_with_workers(tmp_path):
+    from estimators import DictionaryLearning
+
+    X, _ = _problem(12, n=400)
+    dl = DictionaryLearning(n_components=8, alpha=0.1, max_iter=2, tol=0, random_state=0, device="cpu").fit(X)
+    ref = dl.transform(X)
+    Z = dl.set_params(n_jobs=2).transform(_memmap(tmp_path / "X.dat", X))
+    np.testing.assert_allclose(Z, ref, rtol=0, atol=1e-12)
+
+
+def test_transform_of_a_memmap_holds_the_output_and_a_chunk(tmp_path, monkeypatch):
+    """tracemalloc counts numpy's allocations: validation and coding never copy the whole memmap."""
+    import tracemalloc
+
+    import sparsecode.solvers.encode as encode
+
+    monkeypatch.setattr(encode, "_rows_per_chunk", lambda D, n, n_jobs: 2048)
+    rng = np.random.RandomState(13)
+    X = _memmap(tmp_path / "X.dat", rng.randn(100_000, 64).astype(np.float32))  # 26 MB
+    D = rng.randn(8, 64)
+    coder = SparseCoder(D, transform_algorithm="threshold", transform_alpha=1.0, split_sign=True, device="cpu")
+    tracemalloc.start()
+    try:
+        Z = coder.transform(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert Z.nbytes == 2 * 100_000 * 8 * 4
+    assert peak < Z.nbytes + 4 * 2048 * 64 * 4 < X.nbytes / 2

@@ -10,9 +10,18 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from estimators import LISTA, DrSAE
+from estimators import (
+    LISTA,
+    ConvSparseAutoencoder,
+    DictionaryLearning,
+    DrSAE,
+    GroupSparseAutoencoder,
+    LCoD,
+    PredictiveSparseDecomposition,
+)
 from estimators._training import TrainedEstimator
 from sparsecode.training import DivergenceError
+from sparsecode.training.checkpoint import Checkpoint
 
 
 class TinyRegressor(RegressorMixin, TrainedEstimator):
@@ -24,10 +33,11 @@ class TinyRegressor(RegressorMixin, TrainedEstimator):
 
     def __init__(self, optimizer="adam", learning_rate=0.05, max_iter=50, batch_size=32,
                  tol=1e-4, n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
-                 warm_start=False, verbose=0, random_state=None, device="cpu", distributed=None):
+                 warm_start=False, verbose=0, random_state=None, device="cpu", distributed=None,
+                 checkpoint=None):
         super().__init__(optimizer, learning_rate, max_iter, batch_size, tol, n_iter_no_change,
                          early_stopping, validation_fraction, warm_start, verbose, random_state, device,
-                         distributed)
+                         distributed, checkpoint)
 
     @staticmethod
     def _loss(module, x, t):
@@ -35,6 +45,10 @@ class TinyRegressor(RegressorMixin, TrainedEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
+        self._fit(X, y)
+        return self
+
+    def _fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=np.float64)
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         if not (self.warm_start and hasattr(self, "_module")):
@@ -42,7 +56,6 @@ class TinyRegressor(RegressorMixin, TrainedEstimator):
             self._module = torch.nn.Linear(X.shape[1], 1).double()
         self._train(self._module, self._loss, (torch.from_numpy(X), torch.from_numpy(y)),
                     generator=torch.Generator().manual_seed(seed))
-        return self
 
     def predict(self, X):
         check_is_fitted(self, "n_iter_")
@@ -151,3 +164,91 @@ def test_docstrings_list_each_estimators_own_training_defaults():
     assert 'optimizer : {"sgd", ' in drsae and 'default="sgd"\n' in drsae and "The paper's: plain SGD." in drsae
     assert "batch_size : int or None, default=10\n" in drsae
     assert "{training}" not in drsae and "{training}" not in LISTA.__doc__
+
+
+@pytest.fixture
+def crash_after_save(monkeypatch):
+    """``crash_after_save(n, error)``: the n-th checkpoint write is the last one before ``error``."""
+    def arm(n, error=RuntimeError):
+        calls, save = [], Checkpoint.save
+
+        def failing_save(self, *args, **kwargs):
+            save(self, *args, **kwargs)
+            calls.append(1)
+            if len(calls) == n:
+                raise error("crash")
+        monkeypatch.setattr(Checkpoint, "save", failing_save)
+        return lambda: monkeypatch.setattr(Checkpoint, "save", save)
+    return arm
+
+
+def _same_parameters(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a._module.parameters(), b._module.parameters()))
+
+
+def test_checkpoint_resumes_a_crashed_fit_to_the_uninterrupted_result(data, tmp_path, crash_after_save):
+    params = dict(optimizer="sgd", learning_rate=0.05, max_iter=3, tol=0.0, random_state=0)
+    ref = TinyRegressor(**params).fit(*data)
+    est = TinyRegressor(**params, checkpoint=str(tmp_path / "tiny.pt"))
+    disarm = crash_after_save(2)
+    with pytest.raises(RuntimeError, match="crash"):
+        est.fit(*data)
+    disarm()
+    est.fit(*data)
+    assert _same_parameters(est, ref) and est.loss_curve_ == ref.loss_curve_ and est.n_iter_ == 3
+    with pytest.raises(ValueError, match=r"differs in learning_rate.*delete it"):
+        est.set_params(learning_rate=0.1).fit(*data)
+
+
+def test_checkpoint_resumes_drsae_in_its_supervised_stage(tmp_path, crash_after_save):
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(60, 12), rng.randint(0, 3, 60)
+    params = dict(n_components=8, n_layers=2, pretrain_iter=2, max_iter=2, tol=0, batch_size=10,
+                  random_state=0, device="cpu")
+    ref = DrSAE(**params).fit(X, y)
+    est = DrSAE(**params, checkpoint=tmp_path / "drsae.pt")
+    disarm = crash_after_save(4, KeyboardInterrupt)  # pretraining: 2 passes and its end; then 1 pass
+    assert est.fit(X, y).interrupted_
+    disarm()
+    est.fit(X, y)
+    assert _same_parameters(est, ref) and not est.interrupted_
+    assert est.pretrain_loss_curve_ == ref.pretrain_loss_curve_ and est.loss_curve_ == ref.loss_curve_
+
+
+def test_checkpoint_resumes_dictionary_learning(tmp_path, crash_after_save):
+    X = np.random.RandomState(0).randn(90, 8)
+    params = dict(n_components=6, alpha=0.2, max_iter=3, batch_size=20, tol=0, max_no_improvement=None,
+                  random_state=0, device="cpu")
+    ref = DictionaryLearning(**params).fit(X)
+    est = DictionaryLearning(**params, checkpoint=tmp_path / "dl.pt")
+    disarm = crash_after_save(2)
+    with pytest.raises(RuntimeError, match="crash"):
+        est.fit(X)
+    disarm()
+    est.fit(X)
+    assert np.array_equal(est.components_, ref.components_)
+    assert (est.n_iter_, est.n_steps_) == (ref.n_iter_, ref.n_steps_) == (3, 15)
+    steps = []
+    again = DictionaryLearning(**params, checkpoint=tmp_path / "dl.pt", callback=steps.append).fit(X)
+    assert not steps and np.array_equal(again.components_, ref.components_)  # the finished fit, not retrained
+    with pytest.raises(ValueError, match=r"differs in alpha"):
+        DictionaryLearning(**{**params, "alpha": 0.3}, checkpoint=tmp_path / "dl.pt").fit(X)
+
+
+_D = np.linalg.qr(np.random.RandomState(1).randn(16, 8))[0].T
+
+
+@pytest.mark.parametrize("cls, params", [
+    (LISTA, dict(dictionary=_D, alpha=0.1, n_layers=2)),
+    (LCoD, dict(dictionary=_D, alpha=0.1, n_layers=2)),
+    (PredictiveSparseDecomposition, dict(n_components=8)),
+    (GroupSparseAutoencoder, dict(n_components=8, group_size=2)),
+    (ConvSparseAutoencoder, dict(n_components=3, kernel_size=3, image_shape=(4, 4))),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_every_trained_estimator_continues_its_checkpoint_to_a_larger_max_iter(cls, params, tmp_path):
+    X = np.random.RandomState(0).randn(48, 16)
+    params = dict(params, max_iter=2, tol=0, batch_size=16, random_state=0, device="cpu")
+    cls(**params, checkpoint=tmp_path / "fit.pt").fit(X)
+    resumed = cls(**{**params, "max_iter": 3}, checkpoint=tmp_path / "fit.pt").fit(X)
+    ref = cls(**{**params, "max_iter": 3}).fit(X)
+    assert _same_parameters(resumed, ref) and resumed.loss_curve_ == ref.loss_curve_ and resumed.n_iter_ == 3
