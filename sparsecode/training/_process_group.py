@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.distributed as dist
 
 __all__ = ["Distributed", "Periodic", "check_process_group", "pad_rows", "broadcast_", "sum_over_ranks",
-           "check_period", "check_moving_rate", "nesterov_locally"]
+           "check_period", "check_moving_rate", "Elastic", "nesterov_locally"]
 
 
 def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -104,6 +106,36 @@ def check_moving_rate(moving_rate: float | None, beta: float) -> None:
         raise ValueError(f"moving_rate must be in (0, 1], got {moving_rate}.")
     if not 0.0 < beta <= 1.0:
         raise ValueError(f"beta must be in (0, 1], got {beta}.")
+
+
+@dataclasses.dataclass
+class Elastic:
+    """The elastic averaging parameters the synchronous and asynchronous EASGD share.
+
+    Parameters
+    ----------
+    tau : int, default=4
+        Local steps between two elastic exchanges (the communication period).
+    moving_rate : float, optional
+        The elastic force :math:`\\alpha`; default ``beta / p``.
+    beta : float, default=0.9
+        :math:`\\beta = p \\alpha`, used when ``moving_rate`` is None.
+    """
+
+    tau: int = 4
+    moving_rate: float | None = None
+    beta: float = 0.9
+
+    def __post_init__(self):
+        check_period(self.tau)
+        check_moving_rate(self.moving_rate, self.beta)
+
+    @property
+    def alpha(self) -> float:
+        """The moving rate used with the current process group."""
+        if self.moving_rate is not None:
+            return self.moving_rate
+        return self.beta / dist.get_world_size(getattr(self, "group", None))
 
 
 def nesterov_locally(name: str, optimizer, options: dict, momentum: float) -> tuple[str, dict]:

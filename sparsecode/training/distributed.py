@@ -74,12 +74,11 @@ import torch.distributed as dist
 
 from ._process_group import (
     Distributed,
+    Elastic,
     Periodic,
     _flat,
     _unflat_copy_,
     broadcast_,
-    check_moving_rate,
-    check_period,
     check_process_group,
     nesterov_locally,
     pad_rows,
@@ -150,32 +149,13 @@ class AllReduce(_Collective):
 
 
 @dataclasses.dataclass
-class EASGD(Periodic, _Collective):
-    """Synchronous Elastic Averaging SGD (module doc).
-
-    Parameters
-    ----------
-    tau : int, default=4
-        Local steps between two elastic exchanges (the communication period).
-    moving_rate : float, optional
-        The elastic force :math:`\\alpha`; default ``beta / p``.
-    beta : float, default=0.9
-        :math:`\\beta = p \\alpha`, used when ``moving_rate`` is None.
-    """
-
-    tau: int = 4
-    moving_rate: float | None = None
-    beta: float = 0.9
+class EASGD(Elastic, Periodic, _Collective):
+    """Synchronous Elastic Averaging SGD (module doc); the parameters are :class:`Elastic`'s (``tau``,
+    ``moving_rate``, ``beta``)."""
 
     def __post_init__(self):
-        check_period(self.tau)
-        check_moving_rate(self.moving_rate, self.beta)
+        super().__post_init__()
         self._center = None
-
-    @property
-    def alpha(self) -> float:
-        """The moving rate used with the current process group."""
-        return self.beta / self.world_size if self.moving_rate is None else self.moving_rate
 
     @property
     def center(self) -> torch.Tensor | None:

@@ -45,11 +45,11 @@ import torch.distributed as dist
 
 from ._process_group import (
     Distributed,
+    Elastic,
     Periodic,
     _flat,
     _unflat_copy_,
     broadcast_,
-    check_moving_rate,
     check_period,
     check_process_group,
     nesterov_locally,
@@ -213,32 +213,11 @@ class ParameterServer(Periodic, Distributed):
 
 
 @dataclasses.dataclass
-class AsyncEASGD(ParameterServer):
-    """Asynchronous Elastic Averaging SGD (module doc).
-
-    Parameters
-    ----------
-    tau : int, default=4
-        Local steps between two exchanges of a worker with the center.
-    moving_rate : float, optional
-        The elastic force :math:`\\alpha`; default ``beta / p``.
-    beta : float, default=0.9
-        :math:`\\beta = p \\alpha`, used when ``moving_rate`` is None.
-    """
+class AsyncEASGD(Elastic, ParameterServer):
+    """Asynchronous Elastic Averaging SGD (module doc); the parameters are :class:`Elastic`'s (``tau``: the
+    local steps between two exchanges of a worker with the center, ``moving_rate``, ``beta``)."""
 
     name = "async_easgd"
-    tau: int = 4
-    moving_rate: float | None = None
-    beta: float = 0.9
-
-    def __post_init__(self):
-        check_period(self.tau)
-        check_moving_rate(self.moving_rate, self.beta)
-
-    @property
-    def alpha(self) -> float:
-        """The moving rate used with the current process group."""
-        return self.beta / self._world if self.moving_rate is None else self.moving_rate
 
     def _push(self, x):
         return x
