@@ -218,11 +218,11 @@ def cyclic_coordinate_descent(X: torch.Tensor, D: torch.Tensor, alpha: float = 1
     # the compiled kernel sweeps float32 data in float64: float32's rounding of the Gram-form gap alone exceeds
     # tol=1e-6 with dense codes, and the kernel would sweep to max_iter without knowing it had converged
     work = torch.float64 if compiled is not None and tol > 0 else X.dtype
-    Gw = G.to(work)
+    Gw, DTw = G.to(work), D.T.to(work)
 
     def solve(Xc, Zc):  # Zc: contiguous rows of Z, updated in place
         Xw, Zw = Xc.to(work), Zc.to(work).contiguous()
-        sweeps, converged = kernel((Xw @ D.T.to(work)).contiguous(), Gw, (Xw * Xw).sum(1), Zw, alpha,
+        sweeps, converged = kernel((Xw @ DTw).contiguous(), Gw, (Xw * Xw).sum(1), Zw, alpha,
                                    penalty.positive, max_iter, tol)
         if Zw.data_ptr() != Zc.data_ptr():
             Zc.copy_(Zw)

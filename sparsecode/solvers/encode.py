@@ -123,7 +123,7 @@ def encode_in_chunks(X, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty
         here. Threads unless an enclosing ``joblib.parallel_backend`` chooses otherwise: on one machine the
         solvers already spread a chunk's samples over torch's threads, so process workers would add no
         cores, only their start-up (a torch import each), and threads overlap reading a memmap and torch's
-        operations with coding (the compiled CPU kernels hold the GIL: two of them do not run at once).
+        operations with coding (the compiled CPU kernels release the GIL, so thread workers run them at once).
         A cluster backend (``"dask"``, ``"ray"``) ships each chunk with the solver and ``D`` (pickled, on
         ``D``'s device) to a worker and its codes back.
     chunk_size : int, optional
