@@ -59,7 +59,7 @@ def grid(args) -> None:
     (OMP: over SPAMS' ``omp`` at the same number of atoms, no gap).
     """
     spams = import_spams()
-    header = ["patch", "dict", "x", "input", "nnz%", "dtype"] + [*GRID_SOLVERS, "skl cd", "spams s"]
+    header = ["patch", "dict", "x", "input", "nnz%", "dtype"] + [*args.solvers, "skl cd", "spams s"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     n = args.grid_samples
     for size in args.patch:
@@ -100,7 +100,7 @@ def _grid_cell(X, D, alpha, args, dtype, spams) -> list[str]:
     t_omp, Zo = fastest(lambda: spams.omp(Xf, D=Df, L=k, numThreads=args.threads))
     spams_omp_ok = (Zo.toarray() != 0).sum(0).mean() >= 0.9 * k  # SPAMS' omp returns zeros on some dictionaries
     energies, times = {"spams": mean_energy(X, Zs, D, alpha)}, {}
-    for name in GRID_SOLVERS:
+    for name in args.solvers:
         options = dict(n_nonzero_coefs=k) if name == "omp" else dict(alpha=alpha, positive=args.positive,
                                                                          tol=args.tol)
         if name == "omp" and (args.positive or not spams_omp_ok):
@@ -126,7 +126,7 @@ def _grid_cell(X, D, alpha, args, dtype, spams) -> list[str]:
         gap = (energies[name] - best) / abs(best) if name in energies else 0.0
         return f"{times[name]:.2g}" + (f" ({gap:.0e})" if gap > args.tol else "")
 
-    return [cell(n) for n in (*GRID_SOLVERS, "skl cd")] + [f"{1e3 * t_ref:.0f} ms"]
+    return [cell(n) for n in (*args.solvers, "skl cd")] + [f"{1e3 * t_ref:.0f} ms"]
 
 
 def main():
@@ -180,6 +180,8 @@ def grid_parser():
     p.add_argument("--dtypes", nargs="*", default=["float32"], help="float32 float64")
     p.add_argument("--positive", action="store_true", help="non-negative codes")
     p.add_argument("--tol", type=float, default=1e-6, help="relative gap the solvers stop at")
+    p.add_argument("--solvers", nargs="*", default=list(GRID_SOLVERS), choices=GRID_SOLVERS,
+                   help="the engine's solvers to run on each cell")
     return p
 
 
