@@ -93,6 +93,14 @@ class Distributed:
         """End of a call: put the model every rank keeps into ``params``; True when it was not projected."""
         return False
 
+    def state_dict(self) -> dict | None:
+        """What a checkpoint keeps of this rank's strategy, beyond its parameters and optimizer, to resume
+        it exactly (None: nothing)."""
+        return None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Resume from a :meth:`state_dict`, after :meth:`begin`."""
+
 
 def check_period(tau) -> None:
     """``tau``, the local steps between two exchanges, must be an integer >= 1."""

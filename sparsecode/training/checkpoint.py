@@ -2,21 +2,26 @@ r"""Saving a fit at the end of every pass and resuming it after a crash (``fit_m
 
 A :class:`Checkpoint` is a file path plus what identifies the fit (``identity``: for an estimator, its
 class and parameters). :func:`~sparsecode.training.fit_module` writes it at the end of every pass and of
-the call: the module's ``state_dict``, the :class:`~sparsecode.training.TrainState` (optimizer included),
-what the call has done so far, and every rank's generator state. The file is written whole to a
-temporary file, then renamed over the old one (:func:`os.replace`), so a crash leaves the previous
-pass's file; in a distributed fit only rank 0 writes it (every process when not distributed).
+the call: what the call has done so far (shared by the ranks) and, for every rank, its module's
+``state_dict``, its :class:`~sparsecode.training.TrainState` (its local optimizer included), its
+generator, its divergence limit and its strategy's state (EASGD's center and exchange schedule). The
+file is written whole to a temporary file, then renamed over the old one (:func:`os.replace`), so a
+crash leaves the previous pass's file. In a distributed fit every rank sends its part to rank 0, which
+alone writes the file (every process when not distributed); on resuming rank 0 reads it and sends each
+rank its own part only.
 
 A fit given an existing file resumes from it, losing at most the pass under way, when the file matches:
-the same ``identity``, the same number of ranks, the same data on every rank (a hash of each rank's
-tensors) and the same starting point of the call (its :class:`TrainState` counters; a file from an
-earlier call of a continued fit is overwritten). Resuming reproduces the uninterrupted run exactly
-for the deterministic algorithms (one process, ``"allreduce"``), rate schedules and early stopping
-included. EASGD and EAMSGD resume with every worker and the center at rank 0's worker parameters (a
-rank's own worker and the center are not saved); the asynchronous strategies, whose ranks end their
-passes apart, refuse a checkpoint. A file that does not match raises :class:`ValueError`: delete it
-or choose another path. A finished fit's file stays: fitting again returns the saved result (with a
-larger ``max_iter`` it continues from the last pass); delete the file to train anew.
+the same format, the same ``identity``, the same number of ranks, the same data on every rank (a hash
+of each rank's tensors) and the same starting point of the call (its :class:`TrainState` counters; a
+file from an earlier call of a continued fit is overwritten). Resuming reproduces the uninterrupted run
+exactly for the deterministic algorithms (one process, ``"allreduce"``, ``"easgd"``, ``"eamsgd"``: every
+worker resumes with its own parameters and momentum, the center and the exchange schedule where they
+were), rate schedules and early stopping included. The asynchronous strategies refuse a checkpoint:
+their ranks end their passes apart, so no moment holds a consistent state of every worker and of the
+server, and the order of their exchanges depends on timing, so that no resumed run could reproduce the
+uninterrupted one. A file that does not match raises :class:`ValueError`: delete it or choose another
+path. A finished fit's file stays: fitting again returns the saved result (with a larger ``max_iter`` it
+continues from the last pass); delete the file to train anew.
 
 Several calls of :func:`fit_module` sharing one :class:`Checkpoint` are the stages of one fit (an
 estimator's pretraining then training): the file keeps the end of every finished stage, and a fit
@@ -27,6 +32,7 @@ running them. The file holds pickled objects: load only files you wrote (as with
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -39,7 +45,8 @@ from .state import TrainResult, TrainState
 
 __all__ = ["Checkpoint", "as_checkpoint", "fingerprint", "describe_params"]
 
-_FORMAT = "sparsecode-checkpoint-1"
+# 2: each rank's own part (module, state, generator, limit, strategy) serialized apart
+_FORMAT = "sparsecode-checkpoint-2"
 _RESULT_FIELDS = ("loss_curve", "validation_scores", "n_iter", "learning_rate", "converged", "interrupted")
 
 
@@ -69,32 +76,71 @@ def _read(path: str):
         return f"{type(exc).__name__}: {exc}"
 
 
+def _pack(part: dict) -> bytes:
+    """A rank's own part as bytes: rank 0 stores the other ranks' parts without loading their tensors."""
+    buffer = io.BytesIO()
+    torch.save(part, buffer)
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> dict:
+    return torch.load(io.BytesIO(blob), weights_only=False)
+
+
 def _generator_state(generator: torch.Generator | None) -> bytes | None:
     return None if generator is None else generator.get_state().numpy().tobytes()
 
 
+def _own_parts(file, rank: int):
+    """``file`` as rank ``rank`` keeps it: in every snapshot, its own part only."""
+    if not isinstance(file, dict) or file.get("format") != _FORMAT:
+        return file
+
+    def own(snap):
+        return None if snap is None else {**snap, "parts": [b if r == rank else None
+                                                            for r, b in enumerate(snap["parts"])]}
+
+    return {**file, "finished": {k: own(v) for k, v in file["finished"].items()}, "current": own(file["current"])}
+
+
 @dataclass
 class _Ranks:
-    """The ranks a call spans: collectives when ``spans`` (a distributed fit), else this process alone."""
+    """The ranks a call spans (collectives when ``spans``, a distributed fit; else this process alone) and
+    the strategy that links them."""
 
     spans: bool
     group: object = None
+    strategy: Distributed = field(default_factory=Distributed)
 
     def gather(self, value) -> list:
+        """Every rank's ``value``, on every rank."""
         if not self.spans:
             return [value]
         out = [None] * dist.get_world_size(self.group)
         dist.all_gather_object(out, value, group=self.group)
         return out
 
-    def from_writer(self, value):
-        """Rank 0's ``value`` on every rank."""
+    def to_writer(self, value) -> list:
+        """Every rank's ``value`` on rank 0; elsewhere, a list holding this rank's only."""
         if not self.spans:
-            return value
-        box = [value]
-        dist.broadcast_object_list(box, src=dist.get_global_rank(self.group, 0) if self.group else 0,
-                                   group=self.group)
+            return [value]
+        out = [None] * dist.get_world_size(self.group)
+        dist.gather_object(value, out if self.writes else None, dst=self._writer, group=self.group)
+        if not self.writes:
+            out[self.rank] = value
+        return out
+
+    def from_writer(self, values: list | None):
+        """On each rank, its own entry of rank 0's ``values`` (one per rank)."""
+        if not self.spans:
+            return values[0]
+        box = [None]
+        dist.scatter_object_list(box, values, src=self._writer, group=self.group)
         return box[0]
+
+    @property
+    def _writer(self) -> int:
+        return dist.get_global_rank(self.group, 0) if self.group else 0
 
     @property
     def writes(self) -> bool:
@@ -103,6 +149,10 @@ class _Ranks:
     @property
     def rank(self) -> int:
         return dist.get_rank(self.group) if self.spans else 0
+
+    @property
+    def size(self) -> int:
+        return dist.get_world_size(self.group) if self.spans else 1
 
 
 @dataclass
@@ -147,18 +197,21 @@ class Checkpoint:
 
     def restore(self, module: torch.nn.Module, data: tuple[torch.Tensor, ...], state: TrainState,
                 generator: torch.Generator | None, ranks: _Ranks, max_iter: int) -> dict | None:
-        """At the start of a call (stage): the saved snapshot of this stage, loaded into ``module`` and
-        ``generator``, or None to train from the start. Called on every rank; all take the same decision.
-        ``module`` may be anything with ``state_dict`` and ``load_state_dict`` (DictionaryLearning's atoms).
+        """At the start of a call (stage): the saved snapshot of this stage, loaded into ``module``,
+        ``generator`` and the strategy of ``ranks``, or None to train from the start. Called on every rank,
+        after the strategy's ``begin``; all take the same decision. ``module`` may be anything with
+        ``state_dict`` and ``load_state_dict`` (DictionaryLearning's atoms).
 
-        The snapshot is the stage's end when it converged or ran ``max_iter`` passes, else its last pass."""
-        self._ranks = ranks
+        The snapshot is the stage's end when it converged or ran ``max_iter`` passes, else its last pass;
+        its ``"state"`` and ``"limit"`` are this rank's."""
+        self._ranks, self._strategy = ranks, type(ranks.strategy).__name__
         self._start = (state.epoch, state.n_steps)
         self._prints = ranks.gather(fingerprint(data))
         if not self._read:
             self._read = True
-            found = ranks.writes and os.path.exists(self.path)
-            self._file = ranks.from_writer(_read(self.path) if found else None)
+            file = _read(self.path) if ranks.writes and os.path.exists(self.path) else None
+            views = [file] + [_own_parts(file, r) for r in range(1, ranks.size)] if ranks.writes else None
+            self._file = ranks.from_writer(views)  # rank 0 keeps every part: it writes them back
             self._check_file()
         if self._file is None:
             return None
@@ -173,16 +226,23 @@ class Checkpoint:
         if snap["fingerprints"] != self._prints:
             bad = [r for r, (a, b) in enumerate(zip(snap["fingerprints"], self._prints)) if a != b]
             raise self._refuse(f"other data on rank(s) {bad}")
-        module.load_state_dict(snap["module"])
-        if generator is not None and snap["generators"][ranks.rank] is not None:
-            generator.set_state(torch.frombuffer(bytearray(snap["generators"][ranks.rank]), dtype=torch.uint8))
-        return snap
+        if snap["strategy"] != self._strategy:
+            raise self._refuse(f"distributed={snap['strategy']}, not {self._strategy}")
+        part = _unpack(snap["parts"][ranks.rank])
+        module.load_state_dict(part["module"])
+        if generator is not None and part["generator"] is not None:
+            generator.set_state(torch.frombuffer(bytearray(part["generator"]), dtype=torch.uint8))
+        ranks.strategy.load_state_dict(part["strategy"])
+        return {**snap, "state": part["state"], "limit": part["limit"]}
 
     def _check_file(self) -> None:
         file = self._file
         if file is None:
             return
-        if not isinstance(file, dict) or file.get("format") != _FORMAT:
+        found = file.get("format") if isinstance(file, dict) else None
+        if isinstance(found, str) and found.startswith("sparsecode-checkpoint-") and found != _FORMAT:
+            raise self._refuse(f"format {found!r} of another sparsecode version, this one reads {_FORMAT!r}")
+        if found != _FORMAT:
             raise self._refuse(f"it is not a sparsecode checkpoint: {str(file)[:200]}")
         if file["identity"] != self.identity:
             mine, theirs = self.identity, file["identity"]
@@ -196,12 +256,14 @@ class Checkpoint:
     def save(self, module: torch.nn.Module, state: TrainState, result: TrainResult,
              generator: torch.Generator | None, *, steps: int = 0, limit: float = float("inf"),
              finished: bool = False) -> None:
-        """Write the call's state after a pass (or, ``finished``, at its end) on the writing rank."""
-        generators = self._ranks.gather(_generator_state(generator))
+        """Write the call's state after a pass (or, ``finished``, at its end): every rank sends its own
+        part to rank 0, which writes the file."""
+        part = _pack({"module": module.state_dict(), "state": state, "generator": _generator_state(generator),
+                      "limit": limit, "strategy": self._ranks.strategy.state_dict()})
         snap = {
-            "stage": self.stage, "start": self._start, "fingerprints": self._prints, "generators": generators,
-            "module": module.state_dict(), "state": state, "steps": steps, "limit": limit, "finished": finished,
-            "result": {k: getattr(result, k) for k in _RESULT_FIELDS},
+            "stage": self.stage, "start": self._start, "fingerprints": self._prints, "strategy": self._strategy,
+            "steps": steps, "finished": finished, "result": {k: getattr(result, k) for k in _RESULT_FIELDS},
+            "parts": self._ranks.to_writer(part),
         }
         file = self._file if self._file is not None else {"finished": {}}
         finished_stages = {k: v for k, v in file["finished"].items() if k < self.stage}
@@ -226,12 +288,13 @@ class Checkpoint:
 def as_checkpoint(spec, distributed: Distributed) -> tuple[Checkpoint | None, _Ranks]:
     """``fit_module``'s ``checkpoint`` argument as a :class:`Checkpoint` (a path makes a one-stage one),
     with the ranks of the strategy ``distributed`` it is written for."""
-    ranks = _Ranks(type(distributed) is not Distributed, getattr(distributed, "group", None))
+    ranks = _Ranks(type(distributed) is not Distributed, getattr(distributed, "group", None), distributed)
     if ranks.spans and spec is not None:
         check_process_group("checkpoint")
         if type(distributed).end_pass is Distributed.end_pass:  # each rank runs its own passes
             raise ValueError(f"checkpoint= needs ranks that end their passes together (allreduce, easgd, "
-                             f"eamsgd); {type(distributed).__name__} is asynchronous.")
+                             f"eamsgd); {type(distributed).__name__} is asynchronous (its ranks are never "
+                             f"all at one pass's end, and their exchanges' order depends on timing).")
     if spec is None or isinstance(spec, Checkpoint):
         return spec, ranks
     if isinstance(spec, (str, os.PathLike)):

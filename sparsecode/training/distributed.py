@@ -24,6 +24,9 @@ sets the environment :func:`torch.distributed.init_process_group` reads) calls
 ``finish(params)``
     At the end of the call: every rank holds the same model; True when it is not the iterate that
     was projected last (EASGD's center), which the loop then projects.
+``state_dict()`` and ``load_state_dict(state)``
+    What a checkpoint (:mod:`sparsecode.training.checkpoint`) keeps of a rank's strategy besides its
+    parameters and optimizer (EASGD's center and exchange schedule), restored after ``begin``.
 
 The strategies, with :math:`p` ranks:
 
@@ -46,7 +49,8 @@ The strategies, with :math:`p` ranks:
 
     and :math:`x_i^{t+1} = x_i^t - \eta g_i(x_i^t)` at the other steps. The moving rate is
     :math:`\alpha = \beta / p` with :math:`\beta = 0.9` unless given. After the fit every rank holds
-    the center.
+    the center. With :math:`p = 1` it is the paper's one-worker case, not plain SGD: the center is a
+    moving average of the worker, which it pulls back every ``tau`` steps.
 ``"eamsgd"`` (:class:`EAMSGD`)
     EASGD whose local steps use Nesterov momentum :math:`\delta` (Algorithm 2 of the paper): the fit's
     optimizer must be ``"sgd"`` or ``"nesterov"``, and runs as ``"nesterov"`` with momentum
@@ -177,6 +181,13 @@ class EASGD(Elastic, Periodic, _Collective):
         alpha = self.alpha
         _unflat_copy_(params, _flat(params) - alpha * diff)
         self._center.add_(pull, alpha=alpha)
+
+    def state_dict(self):
+        return {"center": self._center.clone(), "steps": self._steps}
+
+    def load_state_dict(self, state):
+        self._center.copy_(state["center"])
+        self._steps = state["steps"]
 
     def finish(self, params):
         _unflat_copy_(params, self._center)

@@ -253,6 +253,7 @@ def fit_module(
         state.no_improvement_count = 0  # the previous call converged; let this one train
     result = TrainResult([], [], 0, float("nan"), False, False, state)
     checkpoint, ranks = as_checkpoint(checkpoint, distributed)
+    train = distributed.begin(train, params)  # before restoring: it gives every rank rank 0's parameters
     snap = None if checkpoint is None else checkpoint.restore(module, data, state, generator, ranks, max_iter)
     if snap is not None:  # resume: the state, progress and generator of the last pass (or stage end) saved
         state = snap["state"]
@@ -260,7 +261,6 @@ def fit_module(
         if snap["finished"]:
             checkpoint.end_call()
             return result
-    train = distributed.begin(train, params)
     n_train = train[0].shape[0]
     batch_size = n_train if batch_size is None else min(int(batch_size), n_train)
     context = TrainContext(module, loss_fn, residual_fn, train, params, generator, math.ceil(n_train / batch_size))

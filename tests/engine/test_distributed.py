@@ -184,19 +184,36 @@ def test_easgd_quadratic_case_stability_region():
         (1.0, 1.95, 0.45, 1, 40),  # outside although eta h < 2: the elastic force destabilises plain SGD
         (1.0, 2.05, 0.45, 4, 40),  # outside: eta h > 2
     ]
-    radius = [float(torch.linalg.eigvals(easgd_quadratic_map(h, eta, a, p, tau)).abs().max())
-              for h, eta, a, tau, _ in cases]
-    inside = [r < 1 for r in radius]
-    assert inside == [True, True, True, False, False], radius
+    assert _inside(cases, p) == [True, True, True, False, False]
     outs = values(spawn(p, _quadratic_run, cases))
     assert outs[0] == outs[1]
-    for (h, eta, a, tau, n), ok, got in zip(cases, inside, outs[0]):
+    _check_against_the_map(cases, p, outs[0])
+
+
+def _inside(cases, p) -> list[bool]:
+    return [float(torch.linalg.eigvals(easgd_quadratic_map(h, eta, a, p, tau)).abs().max()) < 1
+            for h, eta, a, tau, _ in cases]
+
+
+def _check_against_the_map(cases, p, centers):
+    for (h, eta, a, tau, n), ok, got in zip(cases, _inside(cases, p), centers):
         M = torch.linalg.matrix_power(easgd_quadratic_map(h, eta, a, p, tau), n // tau)
         predicted = float((M @ torch.ones(2, dtype=torch.float64))[1])
         if ok:
             assert got == pytest.approx(predicted, rel=1e-9, abs=1e-12) and abs(got) < 0.05
         else:
             assert got == "diverged" or (abs(got) > 10 and got == pytest.approx(predicted, rel=1e-9))
+
+
+def test_easgd_on_one_process_is_the_papers_p_1_case_not_plain_sgd():
+    """p = 1 is not plain SGD: the center is a moving average of the one worker, which it pulls back every tau
+    steps (the paper's analysis covers p = 1); it follows the period map with p = 1 (beta = alpha), stable or not
+    where plain SGD, (1 - eta h)^t, converges."""
+    cases = [(1.0, 0.5, 0.45, 4, 40), (1.0, 0.5, 0.9, 1, 80)]  # h, eta, alpha, tau, steps: eta h = 0.5
+    assert _inside(cases, 1) == [True, False]
+    (centers,) = values(spawn(1, _quadratic_run, cases))
+    _check_against_the_map(cases, 1, centers)
+    assert centers[0] != pytest.approx(0.5 ** 40, abs=1e-9)  # SGD's iterate
 
 
 def _uneven(rank, world):
