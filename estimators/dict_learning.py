@@ -32,17 +32,26 @@ _NOT_IDENTIFYING = frozenset({"max_iter", "verbose", "checkpoint", "callback", "
 
 
 class _Statistics:
-    """The atoms and the statistics as a checkpoint saves and restores a module's (``state_dict``)."""
+    """The atoms, the statistics and the stopping rules' running values, as a checkpoint saves and
+    restores a module's (``state_dict``)."""
 
     def __init__(self, D: torch.Tensor, stats: OnlineDictionaryState):
-        self._tensors = {"D": D, "A": stats.A, "B": stats.B}
+        self._tensors, self._stats = {"D": D, "A": stats.A, "B": stats.B}, stats
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self._tensors)
+        s = self._stats
+        nan = float("nan")
+        rules = [nan if s.ewa_cost is None else s.ewa_cost, nan if s.ewa_cost_min is None else s.ewa_cost_min,
+                 s.no_improvement]
+        return {**self._tensors, "stopping": torch.tensor(rules, dtype=torch.float64)}
 
     def load_state_dict(self, saved: dict[str, torch.Tensor]) -> None:
         for name, tensor in self._tensors.items():
             tensor.copy_(saved[name])
+        ewa, ewa_min, no_improvement = saved["stopping"].tolist()
+        self._stats.ewa_cost = None if np.isnan(ewa) else ewa
+        self._stats.ewa_cost_min = None if np.isnan(ewa_min) else ewa_min
+        self._stats.no_improvement = int(no_improvement)
 
 
 class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
@@ -104,13 +113,12 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
         process on the concatenated minibatches. None: this process alone. A rank whose shard fails
         validation makes the others raise ``PeerFailedError`` (:mod:`sparsecode.training.faults`).
     checkpoint : str, os.PathLike or None, default=None
-        A file where ``fit`` saves the atoms, the statistics and the random generators at the end of
-        every pass (atomically; rank 0 only in a distributed fit); ``fit`` with an existing file
-        resumes from it, losing at most one pass. The file must come from the same parameters
+        A file where ``fit`` saves the atoms, the statistics, the early-stopping rules' running values
+        and the random generators at the end of every pass (atomically; rank 0 only in a distributed
+        fit); ``fit`` with an existing file resumes from it, losing at most one pass, and ends as the
+        uninterrupted fit would, early stopping included. The file must come from the same parameters
         (``max_iter``, ``verbose``, ``callback`` and ``n_jobs`` may change) and data, else ``fit``
-        raises ValueError: delete it or pass another path; a finished fit's file returns it. The
-        resumed fit equals the uninterrupted one with ``tol=0`` and ``max_no_improvement=None``; the
-        early-stopping rules restart their warm-up and smoothed cost on resume
+        raises ValueError: delete it or pass another path; a finished fit's file returns it
         (:mod:`sparsecode.training.checkpoint`). ``partial_fit`` does not use it.
 
     Attributes

@@ -47,6 +47,8 @@ from .training.distributed import broadcast_, check_process_group, pad_rows, sum
 # Defaults of online_dictionary_step, measured by benchmarks/bench_dictionary.py --scalings (see there).
 FORGETTING = 4.0
 N_SWEEPS = 3
+# Steps between two broadcasts of rank 0's dictionary in a distributed fit (see online_dictionary_step).
+RESYNC_EVERY = 100
 
 __all__ = [
     "OnlineDictionaryState",
@@ -60,11 +62,17 @@ __all__ = [
 
 @dataclass
 class OnlineDictionaryState:
-    """Running statistics of online dictionary learning: ``A = sum Z^T Z``, ``B = sum Z^T X``."""
+    """Running state of online dictionary learning: the statistics ``A = sum Z^T Z`` and ``B = sum Z^T X``,
+    the steps taken, and the running values of :func:`learn_dictionary_online`'s stopping rules (the
+    smoothed minibatch cost, its minimum, and the steps since that minimum), so that a fit resumed from
+    a saved state stops where the uninterrupted one would."""
 
     A: torch.Tensor
     B: torch.Tensor
     n_steps: int = 0
+    ewa_cost: float | None = None
+    ewa_cost_min: float | None = None
+    no_improvement: int = 0
 
     @classmethod
     def zeros(cls, D: torch.Tensor) -> OnlineDictionaryState:
@@ -178,12 +186,14 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
     minibatch of nominal size ``batch_size``), the statistics and the cost are summed over the ranks and
     every rank applies the same update: one process on the union of the minibatches (rank after rank),
     unused atoms included, which are redrawn from that union. The dictionary is rank 0's before the
-    first step and after every update.
+    first step; the summed statistics are the same on every rank, so the updates keep the dictionaries
+    equal, and one collective per step suffices. Rank 0's dictionary is sent again every
+    :data:`RESYNC_EVERY` steps, so that ranks whose arithmetic differs (other processors) cannot drift apart.
     """
     if not forgetting >= 0 or int(n_sweeps) != n_sweeps or n_sweeps < 1:
         raise ValueError(f"forgetting must be a number >= 0 and n_sweeps an integer >= 1, got forgetting="
                          f"{forgetting!r}, n_sweeps={n_sweeps!r}.")
-    if distributed and state.n_steps == 0:
+    if distributed and state.n_steps % RESYNC_EVERY == 0:
         broadcast_([D])
     penalty = make_penalty(positive=positive_code, groups=groups, pools=pools)
     res = solve_lasso(X, D, alpha, penalty=penalty, algorithm=algorithm, max_iter=max_iter, tol=tol)
@@ -203,7 +213,8 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
     state.A.mul_(beta).add_(ZZ / n)
     state.B.mul_(beta).add_(ZX / n)
     state.n_steps += 1
-    if distributed and bool(_unused(state.A).any()):
+    redraw = distributed and bool(_unused(state.A).any())
+    if redraw:
         # the statistics, so the unused atoms, are the same on every rank: redraw from the union of the
         # minibatches (rank after rank), as one process coding that union would
         parts = [torch.empty_like(X) for _ in range(dist.get_world_size())]
@@ -212,7 +223,7 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
     for sweep in range(int(n_sweeps)):  # unused atoms are redrawn once, after the last sweep
         update_dictionary(D, state.A, state.B, positive=positive_dict, generator=generator,
                           X=X if sweep == n_sweeps - 1 else None)
-    if distributed:
+    if redraw:  # the draws follow each rank's generator (unseeded ones differ): rank 0's atoms for all
         broadcast_([D])
     return cost
 
@@ -241,30 +252,29 @@ class _StoppingRules:
     """scikit-learn's ``MiniBatchDictionaryLearning`` stopping rules, checked after a warm-up.
 
     Stop when the dictionary moves by at most ``tol`` in a step, or after ``max_no_improvement``
-    steps without a new minimum of the exponentially weighted average of the minibatch cost.
+    steps without a new minimum of the exponentially weighted average of the minibatch cost. The
+    running values live in ``state`` (:class:`OnlineDictionaryState`), and the warm-up counts its steps.
     """
 
     n_samples: int
     batch_size: int
     tol: float
     max_no_improvement: int | None
-    ewa_cost: float | None = None
-    ewa_cost_min: float | None = None
-    no_improvement: int = 0
+    state: OnlineDictionaryState
 
-    def converged(self, step: int, batch_cost: float, dict_diff: float) -> bool:
-        if step <= min(100, self.n_samples / self.batch_size):
+    def converged(self, batch_cost: float, dict_diff: float) -> bool:
+        s = self.state
+        if s.n_steps <= min(100, self.n_samples / self.batch_size):
             return False
         weight = min(self.batch_size / (self.n_samples + 1), 1)
-        self.ewa_cost = batch_cost if self.ewa_cost is None else (
-            self.ewa_cost * (1 - weight) + batch_cost * weight)
+        s.ewa_cost = batch_cost if s.ewa_cost is None else s.ewa_cost * (1 - weight) + batch_cost * weight
         if self.tol > 0 and dict_diff <= self.tol:
             return True
-        if self.ewa_cost_min is None or self.ewa_cost < self.ewa_cost_min:
-            self.no_improvement, self.ewa_cost_min = 0, self.ewa_cost
+        if s.ewa_cost_min is None or s.ewa_cost < s.ewa_cost_min:
+            s.no_improvement, s.ewa_cost_min = 0, s.ewa_cost
         else:
-            self.no_improvement += 1
-        return self.max_no_improvement is not None and self.no_improvement >= self.max_no_improvement
+            s.no_improvement += 1
+        return self.max_no_improvement is not None and s.no_improvement >= self.max_no_improvement
 
 
 def learn_dictionary_online(
@@ -293,7 +303,9 @@ def learn_dictionary_online(
     The fit stops after ``max_iter`` passes, when the dictionary moves by at most ``tol`` (Frobenius
     norm / n_components) in a step, after ``max_no_improvement`` steps without improvement of the
     smoothed minibatch cost (both rules only after a warm-up of ``min(100, n_samples / batch_size)``
-    steps), when ``callback`` returns True, or on Ctrl-C, which keeps ``D`` as the last step left it.
+    of ``state``'s steps; their running values are kept in ``state``, so a call continuing a saved
+    state stops where one uninterrupted call would), when ``callback`` returns True, or on Ctrl-C,
+    which keeps ``D`` as the last step left it.
 
     Parameters
     ----------
@@ -351,7 +363,7 @@ def learn_dictionary_online(
     steps_per_pass = math.ceil(n / batch_size)
     n_steps = max_iter * steps_per_pass
     world = dist.get_world_size() if options.get("distributed") else 1
-    rules = _StoppingRules(n * world, batch_size * world, tol, max_no_improvement)
+    rules = _StoppingRules(n * world, batch_size * world, tol, max_no_improvement, state)
     start, done, interrupted, order = time.perf_counter(), 0, False, None
     try:
         for step in range(n_steps):
@@ -371,9 +383,10 @@ def learn_dictionary_online(
             if verbose and i == steps_per_pass - 1:
                 print(f"[DictionaryLearning] pass {step // steps_per_pass + 1}/{max_iter}, "
                       f"step {done}: mean minibatch cost {pass_cost / n:.5f}, {time.perf_counter() - start:.1f} s")
+            converged = rules.converged(cost, diff)  # first: a checkpoint the callback saves includes this step
             stop = callback is not None and callback(
                 {"step": done, "n_steps": n_steps, "batch_cost": cost, "dictionary": D})
-            if stop or rules.converged(done, cost, diff):
+            if stop or converged:
                 if verbose:
                     print(f"[DictionaryLearning] converged after {done} steps")
                 break

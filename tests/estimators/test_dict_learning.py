@@ -162,3 +162,30 @@ def test_whitened_digits_code_every_step_within_the_solver_budget(monkeypatch):
     assert len(steps) == dl.n_steps_ == 5
     assert all(converged and n_iter < max_iter for n_iter, max_iter, converged in steps)
     assert np.isfinite(dl.components_).all() and dl.score(X[:200]) > -0.5 * (X[:200] ** 2).sum(1).mean()
+
+
+def test_checkpoint_resume_stops_early_where_the_uninterrupted_fit_does(tmp_path, monkeypatch):
+    # the stopping rules' warm-up, smoothed cost and patience continue from the file, not from scratch
+    from sparsecode.training.checkpoint import Checkpoint
+
+    X = np.random.RandomState(0).randn(200, 8)
+    params = dict(n_components=6, alpha=0.2, max_iter=20, batch_size=20, tol=0, max_no_improvement=5,
+                  random_state=0, device="cpu")
+    ref = DictionaryLearning(**params).fit(X)
+    assert 20 < ref.n_steps_ < 30  # stopped early in the third pass of 10 steps: after the crash below
+    save, calls = Checkpoint.save, []
+
+    def crash_after_two_passes(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("crash")
+
+    monkeypatch.setattr(Checkpoint, "save", crash_after_two_passes)
+    est = DictionaryLearning(**params, checkpoint=tmp_path / "dl.pt")
+    with pytest.raises(RuntimeError, match="crash"):
+        est.fit(X)
+    monkeypatch.setattr(Checkpoint, "save", save)
+    est.fit(X)
+    assert (est.n_iter_, est.n_steps_) == (ref.n_iter_, ref.n_steps_)
+    assert np.array_equal(est.components_, ref.components_)
