@@ -30,8 +30,9 @@ def _surrogate(D, A, B):
 
 
 @pytest.mark.parametrize("positive", [False, True])
-def test_compiled_sweep_equals_the_torch_sweep(monkeypatch, positive):
-    D, A, B = _statistics(0)
+@pytest.mark.parametrize("m", [24, 80], ids=["one block", "blocks of 32 and a partial one"])
+def test_compiled_sweep_equals_the_torch_sweep(monkeypatch, positive, m):
+    D, A, B = _statistics(0, m=m)
     compiled = D.clone()
     update_dictionary(compiled, A, B, positive=positive)
     monkeypatch.setattr(module, "compiled_kernels", lambda: None)
