@@ -5,7 +5,8 @@ Loops that are sequential per sample or per atom cost far more in dispatched tor
 arithmetic on the CPU: the homotopy and LARS paths (:mod:`sparsecode.solvers.homotopy`), cyclic coordinate
 descent (:mod:`sparsecode.solvers.cd`), orthogonal matching pursuit (:mod:`sparsecode.solvers.greedy`) and
 the dictionary's block-coordinate sweep (:func:`sparsecode.dictionary.update_dictionary`). One ``.cpp``
-file per kernel (``homotopy``, ``cd``, ``omp``, ``dictionary``), ``common.h`` for what they share and
+file per kernel (``homotopy``, ``cd`` with its active-set solve in ``cd_active_set.h``, ``omp``,
+``dictionary``), ``common.h`` for what they share and
 ``module.cpp`` for the Python bindings; ninja compiles the files in parallel. The build needs a C++
 compiler and ninja and takes about a minute; ``python -m sparsecode.build_kernels`` runs it ahead of time.
 

@@ -8,11 +8,13 @@
 // (s|q_j| + ||d_j|| sqrt(2 gap) < alpha, s the dual scaling), then sweeps only the working set W (the
 // non-zeros and the atoms nearest to violating their constraint: twice the non-zeros, never shrinking,
 // doubling while the gap falls less than tenfold) with q kept on W, until W's own gap is below 0.3 of the
-// full one. Within W, every 5 sweeps an Anderson extrapolation (anderson), and when the signs on W held
-// over 8 sweeps (or every 32) the exact solution on the support (polish_support), each kept where it
-// lowers the energy: plain CD needs thousands of sweeps on coherent atoms. Every sweep over W counts
-// toward max_sweeps; dense codes in strongly coherent atoms may still need more than 1,000.
+// full one. Within W: after the first sweep, and every 4 sweeps after where a sign changed, the exact
+// solution on W by an active-set method started from the sweeps' codes (cd_active_set.h), and every 5
+// sweeps an Anderson extrapolation (anderson), each kept where it lowers the energy. Plain sweeps need
+// thousands on dense codes in coherent atoms (supports with condition numbers of 1e6); the active set
+// ends there in one call per working set. Every sweep over W counts toward max_sweeps.
 
+#include "cd_active_set.h"
 #include "common.h"
 
 namespace {
@@ -20,11 +22,12 @@ namespace {
 template <typename T>
 struct CdWork {
   static constexpr int64_t K = 5;  // Anderson: extrapolation from the last K + 1 iterates
-  std::vector<T> q, prio, L, rhs, zkeep, qkeep, hist;
+  std::vector<T> q, prio, zkeep, qkeep, hist;
   std::vector<int64_t> w, order;
   std::vector<int8_t> screened, sign;
+  ActiveSet<T> support;
   explicit CdWork(int64_t m)
-      : q(m), prio(m), zkeep(m), qkeep(m), hist((K + 1) * m), w(m), order(m), screened(m), sign(m) {}
+      : q(m), prio(m), zkeep(m), qkeep(m), hist((K + 1) * m), w(m), order(m), screened(m), sign(m), support(m) {}
 };
 
 // The energy of z supported in w[0..k) less 0.5 xx, from q on w: 0.5 (xx - z.c0 - z.q) + alpha ||z||_1 - 0.5 xx.
@@ -113,59 +116,6 @@ T gram_gap(const T* c0, const T* z, const T* q, const int64_t* idx, int64_t k, T
   s = dual > alpha ? alpha / dual : T(1);
   const T r2 = std::max(xx - zc0 - zq, T(0));
   return std::max(T(0.5) * (1 - s) * (1 - s) * r2 + alpha * l1 - s * zq, T(0));
-}
-
-// Exact lasso solution on the support of z within idx[0..k) with its signs: G_SS z_S = c0_S - alpha sign_S
-// (Cholesky). The atoms whose solution flips sign leave the support and the solve repeats (at most 4
-// times): coordinate descent leaves small non-zeros on coherent atoms long after their optimum is zero.
-// Returns false (z unchanged) where a factorisation fails or signs still flip.
-template <typename T>
-bool polish_support(const T* c0, const T* G, int64_t m, T alpha, const int64_t* idx, int64_t nidx, T* z,
-                    CdWork<T>& W) {
-  int64_t k = 0;
-  for (int64_t p = 0; p < nidx; ++p)
-    if (z[idx[p]] != 0) W.order[k++] = idx[p];
-  for (int attempt = 0; attempt < 4 && k > 0; ++attempt) {
-    W.L.assign(k * k, T(0));
-    W.rhs.resize(k);
-    T* L = W.L.data();
-    for (int64_t p = 0; p < k; ++p) {
-      const T* row = G + W.order[p] * m;
-      for (int64_t r = 0; r <= p; ++r) {
-        T acc = row[W.order[r]];
-        for (int64_t t = 0; t < r; ++t) acc -= L[p * k + t] * L[r * k + t];
-        if (r < p) {
-          L[p * k + r] = acc / L[r * k + r];
-        } else {
-          if (!(acc > std::numeric_limits<T>::epsilon() * row[W.order[p]])) return false;
-          L[p * k + p] = std::sqrt(acc);
-        }
-      }
-    }
-    T* y = W.rhs.data();
-    for (int64_t p = 0; p < k; ++p) {
-      const int64_t j = W.order[p];
-      T acc = c0[j] - alpha * (z[j] > 0 ? T(1) : T(-1));
-      for (int64_t t = 0; t < p; ++t) acc -= L[p * k + t] * y[t];
-      y[p] = acc / L[p * k + p];
-    }
-    for (int64_t p = k - 1; p >= 0; --p) {
-      T acc = y[p];
-      for (int64_t t = p + 1; t < k; ++t) acc -= L[t * k + p] * y[t];
-      y[p] = acc / L[p * k + p];
-    }
-    int64_t kept = 0;
-    for (int64_t p = 0; p < k; ++p)
-      if (y[p] * z[W.order[p]] > 0) W.order[kept] = W.order[p], y[kept++] = y[p];
-    if (kept < k) {
-      k = kept;
-      continue;
-    }
-    for (int64_t p = 0; p < nidx; ++p) z[idx[p]] = 0;
-    for (int64_t p = 0; p < k; ++p) z[W.order[p]] = y[p];
-    return true;
-  }
-  return false;
 }
 
 template <typename T>
@@ -259,8 +209,16 @@ int64_t cd_sample(const T* c0, const T* G, int64_t m, T alpha, bool positive, in
     std::sort(W.w.begin(), W.w.begin() + ws);
     const int64_t* w = W.w.data();
     const T inner_tol = T(0.3) * gap;
-    bool tried = false;  // the polish, on the current signs
-    for (int64_t p = 0; p < ws; ++p) W.sign[p] = (z[w[p]] > 0) - (z[w[p]] < 0);
+    // whether a sign on W changed since the last call, taking the new ones
+    const auto signs_changed = [&]() {
+      bool changed = false;
+      for (int64_t p = 0; p < ws; ++p) {
+        const int8_t sg = (z[w[p]] > 0) - (z[w[p]] < 0);
+        changed = changed || sg != W.sign[p];
+        W.sign[p] = sg;
+      }
+      return changed;
+    };
     const auto record = [&](int64_t slot) {
       for (int64_t p = 0; p < ws; ++p) W.hist[slot * ws + p] = z[w[p]];
     };
@@ -274,27 +232,21 @@ int64_t cd_sample(const T* c0, const T* G, int64_t m, T alpha, bool positive, in
         record(0);
       }
       if (gram_gap(c0, z, q, w, ws, xx, alpha, positive, s) <= inner_tol) break;
-      if (inner % 8) continue;
-      // signs unchanged over the last 8 sweeps (or every 32): the exact solution on the support, kept where it
-      // lowers the energy
-      bool same = true;
-      for (int64_t p = 0; p < ws; ++p) {
-        const int8_t sg = (z[w[p]] > 0) - (z[w[p]] < 0);
-        same = same && sg == W.sign[p];
-        W.sign[p] = sg;
-      }
-      tried = same && tried;
-      if ((!same || tried) && inner % 32) continue;
-      tried = true;
+      if ((inner - 1) % 4) continue;
+      // after the first sweep, then every 4 where the sweeps changed a sign: the active-set solution on W from
+      // z, kept where it lowers the energy (it does unless the support it starts from is rank-deficient)
+      const bool changed = signs_changed();
+      if (inner > 1 && !changed) continue;
       for (int64_t p = 0; p < ws; ++p) W.zkeep[p] = z[w[p]], W.qkeep[p] = q[w[p]];
       const T before = energy_on(c0, z, q, w, ws, alpha);
-      if (!polish_support(c0, G, m, alpha, w, ws, z, W)) continue;
+      W.support.solve(c0, G, m, alpha, positive, w, ws, z, q, 2 * ws + 16);
       exact_q(w, ws, w, ws);
-      if (energy_on(c0, z, q, w, ws, alpha) < before) {
+      if (energy_on(c0, z, q, w, ws, alpha) <= before) {
         if (gram_gap(c0, z, q, w, ws, xx, alpha, positive, s) <= inner_tol) break;
       } else {
         for (int64_t p = 0; p < ws; ++p) z[w[p]] = W.zkeep[p], q[w[p]] = W.qkeep[p];
       }
+      signs_changed();
     }
     exact_q(nullptr, m, nullptr, m);
   }

@@ -10,9 +10,10 @@ sample runs in compiled code (``sparsecode/kernels/cd.cpp``, samples in parallel
 gap-safe screening (Fercoq, Gramfort & Salmon 2015: atom :math:`j` is zero at the optimum when
 :math:`s|q_j| + \|d_j\|\sqrt{2G} < \alpha`, :math:`G` the duality gap and :math:`s(x - zD)/\alpha` the
 dual point), working sets (glmnet, Celer: sweeps over the non-zeros and the atoms nearest to entering,
-with a full check in between), Anderson extrapolation of the sweeps (Bertrand & Massias 2021) and the
-exact solution on a support whose signs have settled. Elsewhere the torch twin sweeps the batch together,
-with the same screening.
+with a full check in between), Anderson extrapolation of the sweeps (Bertrand & Massias 2021) and, from
+the sweeps' codes, the exact solution on the working set by an active-set method (the feature-sign search
+of Lee, Battle, Raina & Ng 2007; ``sparsecode/kernels/cd_active_set.h``): plain sweeps need thousands on
+dense codes in coherent atoms. Elsewhere the torch twin sweeps the batch together, with the same screening.
 
 Greedy coordinate descent (Li & Osher 2009; Gregor & LeCun 2010, Alg. 2), the reference of LCoD: with
 :math:`S = \operatorname{diag}(G) - G` and :math:`B = XD^T + ZS`, the exact minimiser of coordinate
@@ -137,7 +138,7 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
     Returns the sweeps run and the converged flags per sample. The batch sweeps together; with ``tol > 0``,
     after every sweep the correlations are recomputed exactly, the samples below ``tol`` leave, and the
     gap-safe rule of the compiled kernel screens atoms per sample (held at zero; an atom screened in every
-    remaining sample is skipped). The compiled kernel's working sets, extrapolation and support solves
+    remaining sample is skipped). The compiled kernel's working sets, extrapolation and active set
     are sequential per sample and left out here: both reach the same optimum, and with ``tol <= 0`` they
     run the same plain sweeps.
     """
@@ -210,15 +211,17 @@ def cyclic_coordinate_descent(X: torch.Tensor, D: torch.Tensor, alpha: float = 1
     Z = X.new_zeros((n, m)) if z0 is None else z0.to(X).clone().contiguous()
     if n == 0:
         return zero_result(Z)
-    G = (D @ D.T).contiguous()
     compiled = compiled_kernels() if X.device.type == "cpu" else None
     kernel = _cyclic_cd_torch if compiled is None else compiled.cyclic_cd
     chunk = chunk_size or default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
 
     # the compiled kernel sweeps float32 data in float64: float32's rounding of the Gram-form gap alone exceeds
-    # tol=1e-6 with dense codes, and the kernel would sweep to max_iter without knowing it had converged
+    # tol=1e-6 with dense codes, and the kernel would sweep to max_iter without knowing it had converged. The
+    # Gram matrix too: in float32, atoms that are linearly dependent (more atoms than features) are not, to the
+    # support solve
     work = torch.float64 if compiled is not None and tol > 0 else X.dtype
-    Gw, DTw = G.to(work), D.T.to(work)
+    DTw = D.T.to(work)
+    Gw = (DTw.T @ DTw).contiguous()
 
     def solve(Xc, Zc):  # Zc: contiguous rows of Z, updated in place
         Xw, Zw = Xc.to(work), Zc.to(work).contiguous()

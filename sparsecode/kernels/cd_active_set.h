@@ -1,0 +1,207 @@
+// The exact lasso solution on cd.cpp's working set: a primal active-set method (the feature-sign search of
+// Lee, Battle, Raina & Ng 2007) warm-started from the codes the sweeps reached. On a support S with signs
+// sigma, the solution y of G_SS y = c0_S - alpha sigma minimises the energy on S's orthant; the step from z
+// toward y stops where an atom first reaches zero (the energy falls all along it), and that atom leaves S.
+// Once z = y, the working set's violators of |q_j| <= alpha join S with the signs of their q_j (where all of a
+// batch leave at once without z moving, one at a time: a lone violator's solution keeps its sign), and a
+// violator within the span of S, which then spans the features, moves z along the direction that keeps the
+// fit until an atom of S reaches zero and leaves for it. The energy falls at every step that moves z, so no
+// support repeats. The Cholesky factor of G_SS follows S: a row appended per atom joining, Givens rotations
+// per atom leaving, O(|S|^2) each.
+
+#pragma once
+
+#include "common.h"
+
+template <typename T>
+class ActiveSet {
+ public:
+  explicit ActiveSet(int64_t m) : in_(m, 0), S_(m), order_(m), sign_(m), y_(m) {}
+
+  // z and q (q = c0 - z G) on w[0..ws) are updated in place, z's non-zeros there the warm start, z zero off w.
+  // Returns true where z is the exact solution on w (no violator left) within max_steps steps. Otherwise (steps
+  // spent, or rounding stops the progress) z is the last iterate and q is stale: its energy is no higher than
+  // the start's, except for the atoms of a linearly dependent start support, set to zero.
+  bool solve(const T* c0, const T* G, int64_t m, T alpha, bool positive, const int64_t* w, int64_t ws, T* z,
+             T* q, int64_t max_steps) {
+    G_ = G, m_ = m, w_ = w, ld_ = ws, k_ = 0;
+    std::fill(in_.begin(), in_.begin() + ws, 0);
+    // the start support, largest codes first: where the atoms of z's support are linearly dependent, the
+    // smallest leave it (at zero)
+    int64_t nnz = 0;
+    for (int64_t p = 0; p < ws; ++p)
+      if (z[w[p]] != 0) S_[nnz++] = p;
+    std::copy(S_.begin(), S_.begin() + nnz, order_.begin());
+    std::sort(order_.begin(), order_.begin() + nnz,
+              [&](int64_t a, int64_t b) { return std::abs(z[w[a]]) > std::abs(z[w[b]]); });
+    for (int64_t v = 0; v < nnz; ++v) {
+      const int64_t p = order_[v];
+      if (!append(p, z[w[p]] > 0 ? T(1) : T(-1))) z[w[p]] = 0;
+    }
+    bool single = false, moved = true;  // one violator joins at a time once a batch left without moving z
+    for (int64_t step = 0; step < max_steps; ++step) {
+      solve_support(c0, alpha);
+      // the atoms that joined at zero and whose solution has the wrong sign leave first (z unchanged)
+      bool dropped = false;
+      int64_t waiting = 0;
+      for (int64_t r = k_ - 1; r >= 0; --r) {
+        if (z[w[S_[r]]] != 0) continue;
+        if (sign_[r] * y_[r] > 0) {
+          ++waiting;
+        } else {
+          remove(r);
+          dropped = true;
+        }
+      }
+      if (dropped) {
+        if (waiting == 0 && !moved) {
+          if (single) return false;  // rounding: the one violator's own solution has the wrong sign
+          single = true;
+        }
+        continue;
+      }
+      // the step toward y, up to the first atom reaching zero
+      T t = 1;
+      int64_t leave = -1;
+      for (int64_t r = 0; r < k_; ++r) {
+        if (sign_[r] * y_[r] > 0) continue;
+        const T zr = z[w[S_[r]]];
+        const T tr = zr / (zr - y_[r]);
+        if (tr < t) t = tr, leave = r;
+      }
+      for (int64_t r = 0; r < k_; ++r) {
+        T& zr = z[w[S_[r]]];
+        zr = leave < 0 ? y_[r] : zr + t * (y_[r] - zr);
+      }
+      moved = true;
+      if (leave >= 0) {
+        z[w[S_[leave]]] = 0;
+        remove(leave);
+        continue;
+      }
+      for (int64_t p = 0; p < ws; ++p) q[w[p]] = c0[w[p]];
+      for (int64_t r = 0; r < k_; ++r) {
+        const int64_t j = w[S_[r]];
+        const T* row = G + j * m;
+        for (int64_t p = 0; p < ws; ++p) q[w[p]] -= z[j] * row[w[p]];
+      }
+      // the violators of |q_j| <= alpha join, largest first, with the signs of their q_j
+      const auto violation = [&](int64_t p) { return positive ? q[w[p]] : std::abs(q[w[p]]); };
+      int64_t nv = 0;
+      for (int64_t p = 0; p < ws; ++p)
+        if (!in_[p] && violation(p) > alpha) order_[nv++] = p;
+      if (nv == 0) return true;
+      const auto larger = [&](int64_t a, int64_t b) { return violation(a) > violation(b); };
+      if (single) {
+        std::nth_element(order_.begin(), order_.begin(), order_.begin() + nv, larger);
+        nv = 1;
+      } else {
+        std::sort(order_.begin(), order_.begin() + nv, larger);
+      }
+      const auto sign = [&](int64_t p) { return q[w[p]] > 0 ? T(1) : T(-1); };
+      int64_t joined = 0;
+      for (int64_t v = 0; v < nv; ++v) joined += append(order_[v], sign(order_[v]));
+      moved = joined == 0;
+      if (joined == 0 && !ray(order_[0], sign(order_[0]), violation(order_[0]) - alpha, z)) return false;
+    }
+    return false;
+  }
+
+ private:
+  // L^-1 G_Sp for position p of w into the factor's row k_; returns the pivot G_pp - |L^-1 G_Sp|^2
+  T project(int64_t p) {
+    // the factor's rows have w's length, and grow with S (which stays within the rank of G) rather than with w
+    if (L_.size() < static_cast<size_t>((k_ + 1) * ld_)) L_.resize((k_ + 1) * ld_);
+    const T* row = G_ + w_[p] * m_;
+    T* Lk = L_.data() + k_ * ld_;
+    T d = row[w_[p]];
+    for (int64_t r = 0; r < k_; ++r) {
+      const T* Lr = L_.data() + r * ld_;
+      T acc = row[w_[S_[r]]];
+      for (int64_t t = 0; t < r; ++t) acc -= Lr[t] * Lk[t];
+      Lk[r] = acc / Lr[r];
+      d -= Lk[r] * Lk[r];
+    }
+    return d;
+  }
+
+  // appends position p of w (sign s) to S and its row to the Cholesky factor; false (S unchanged) where the
+  // atom lies within the span of S's up to rounding
+  bool append(int64_t p, T s) {
+    const T d = project(p);
+    if (!(d > std::sqrt(std::numeric_limits<T>::epsilon()) * G_[w_[p] * m_ + w_[p]])) return false;
+    L_[k_ * ld_ + k_] = std::sqrt(d);
+    S_[k_] = p, sign_[k_] = s, in_[p] = 1;
+    ++k_;
+    return true;
+  }
+
+  // where the violator p (sign s, |q_p| - alpha = excess) lies in the span of S, which spans the features: the
+  // step z_p = s tau, z_S -= s tau G_SS^-1 G_Sp leaves the fit all but unchanged (by the pivot d) and lowers the
+  // energy by excess tau - d tau^2 / 2, up to tau = excess / d or the first atom of S reaching zero, which
+  // leaves S for p. False where p could not join S (z moved all the same, its energy lower).
+  bool ray(int64_t p, T s, T excess, T* z) {
+    const T d = std::max(project(p), T(0));
+    const T* L = L_.data();
+    for (int64_t r = k_ - 1; r >= 0; --r) {  // y = G_SS^-1 G_Sp
+      T acc = L[k_ * ld_ + r];
+      for (int64_t t = r + 1; t < k_; ++t) acc -= L[t * ld_ + r] * y_[t];
+      y_[r] = acc / L[r * ld_ + r];
+    }
+    T tau = d > 0 ? excess / d : std::numeric_limits<T>::infinity();
+    int64_t leave = -1;
+    for (int64_t r = 0; r < k_; ++r) {
+      const T zr = z[w_[S_[r]]], rate = -s * y_[r];
+      if (zr * rate < 0 && -zr / rate < tau) tau = -zr / rate, leave = r;
+    }
+    if (!std::isfinite(tau)) return false;
+    for (int64_t r = 0; r < k_; ++r) z[w_[S_[r]]] -= s * tau * y_[r];
+    z[w_[p]] = s * tau;
+    if (leave < 0) return false;
+    z[w_[S_[leave]]] = 0;
+    remove(leave);
+    return append(p, s);
+  }
+
+  // removes S's entry r: its row leaves the factor, and rotations of the columns r, r + 1, ... bring the rows
+  // below back to lower-triangular (L L^T unchanged)
+  void remove(int64_t r) {
+    in_[S_[r]] = 0;
+    T* L = L_.data();
+    for (int64_t i = r; i + 1 < k_; ++i) {
+      std::copy(L + (i + 1) * ld_, L + (i + 1) * ld_ + i + 2, L + i * ld_);
+      S_[i] = S_[i + 1], sign_[i] = sign_[i + 1];
+    }
+    --k_;
+    for (int64_t i = r; i < k_; ++i) {
+      const T a = L[i * ld_ + i], b = L[i * ld_ + i + 1], h = std::hypot(a, b), c = a / h, s = b / h;
+      for (int64_t row = i; row < k_; ++row) {
+        const T u = L[row * ld_ + i], v = L[row * ld_ + i + 1];
+        L[row * ld_ + i] = c * u + s * v;
+        L[row * ld_ + i + 1] = c * v - s * u;
+      }
+    }
+  }
+
+  // y = G_SS^-1 (c0_S - alpha sign_S) from the factor
+  void solve_support(const T* c0, T alpha) {
+    const T* L = L_.data();
+    for (int64_t r = 0; r < k_; ++r) {
+      T acc = c0[w_[S_[r]]] - alpha * sign_[r];
+      for (int64_t t = 0; t < r; ++t) acc -= L[r * ld_ + t] * y_[t];
+      y_[r] = acc / L[r * ld_ + r];
+    }
+    for (int64_t r = k_ - 1; r >= 0; --r) {
+      T acc = y_[r];
+      for (int64_t t = r + 1; t < k_; ++t) acc -= L[t * ld_ + r] * y_[t];
+      y_[r] = acc / L[r * ld_ + r];
+    }
+  }
+
+  const T* G_ = nullptr;
+  const int64_t* w_ = nullptr;
+  int64_t m_ = 0, ld_ = 0, k_ = 0;
+  std::vector<int8_t> in_;  // per position of w: in S
+  std::vector<int64_t> S_, order_;  // positions in w
+  std::vector<T> sign_, y_, L_;
+};
