@@ -14,7 +14,10 @@ Each sample stops when its duality gap falls below ``tol * 0.5*||x||^2`` (checke
 ``check_every`` iterations); converged samples leave the batch, and the batch is processed in chunks so
 memory stays bounded whatever the number of samples. Optionally (``polish=True``) each check also solves
 the problem restricted to the current support and sign pattern exactly, which ends the iterations as soon
-as the support is found.
+as the support is found. Under L1 penalties (``screen=True``, the default) FISTA runs on growing working
+sets with gap-safe screening (:mod:`sparsecode.solvers.working_set`): its step is that of the few units
+that can still be non-zero, not of the whole dictionary, which in coherent dictionaries is many times
+larger.
 """
 
 from __future__ import annotations
@@ -26,51 +29,19 @@ from ..penalties import L1, Penalty
 from ._common import SolveResult, check_problem, default_chunk_size, in_chunks, zero_result
 from .lipschitz import lipschitz_constant
 from .proxgrad import prox_grad_loop
+from .working_set import polish_support, working_set_fista
 
 __all__ = ["ista", "fista"]
 
 
-def _polish(X, D, XDt, G, Z, a, rows):
-    """Exact lasso solution on the current support and signs of the samples ``rows`` (L1 only).
-
-    Solves :math:`G_{SS} z_S = (XD^T)_S - a_S s_S` (``a`` the L1 thresholds, scalar or per unit) by batched
-    Cholesky, on supports padded to the largest one with identity rows, then refines with one Newton step
-    whose right-hand side comes from the explicit residual :math:`(x - zD)D^T`: in float32 the rounded
-    ``G`` and ``XD^T`` alone leave errors (amplified by coherent atoms) that keep the duality gap above
-    ``tol``. A sample keeps its code where the factorisation fails or the solution flips a sign; the caller
-    keeps the candidate only where it lowers the duality gap.
-    """
-    Zr = Z[rows]
-    support = Zr != 0
-    k = int(support.sum(1).max())
-    n, m = Zr.shape
-    order = torch.argsort(support.to(torch.int8), dim=1, descending=True, stable=True)[:, :k]
-    valid = torch.gather(support, 1, order)
-    both = valid.unsqueeze(2) & valid.unsqueeze(1)
-    eye = torch.eye(k, dtype=Z.dtype, device=Z.device)
-    Gs = torch.where(both, G[order.unsqueeze(2), order.unsqueeze(1)], eye)
-    signs = torch.sign(torch.gather(Zr, 1, order))
-    a = torch.gather(a.expand(n, m), 1, order) if isinstance(a, torch.Tensor) else a
-    rhs = torch.where(valid, torch.gather(XDt[rows], 1, order) - a * signs, torch.zeros_like(signs))
-    chol, info = torch.linalg.cholesky_ex(Gs)
-    sol = torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
-    sol = torch.where(valid, sol, torch.zeros_like(sol))
-    # One Newton step on the explicit residual: its correlations are what the duality gap measures.
-    Xr = X[rows]
-    C = torch.addmm(Xr, torch.zeros_like(Zr).scatter_(1, order, sol), D, alpha=-1) @ D.T
-    res = torch.where(valid, torch.gather(C, 1, order) - a * signs, torch.zeros_like(signs))
-    sol = sol + torch.cholesky_solve(res.unsqueeze(-1), chol).squeeze(-1)
-    ok = (info == 0) & ((sol * signs > 0) | ~valid).all(1) & torch.isfinite(sol).all(1)
-    out = torch.zeros_like(Zr).scatter_(1, order, torch.where(valid, sol, torch.zeros_like(sol)))
-    return torch.where(ok.unsqueeze(1), out, Zr)
-
-
-def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, restart, check_every, polish):
+def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, restart, check_every, polish,
+                     max_support):
     """Run ISTA/FISTA on one chunk; returns codes, iterations, converged mask and relative gaps.
 
     The gradient step is one fused product: :math:`y(I - G/L) + XD^T/L` in Gram form, or
     :math:`y - \\tfrac1L (yD - x)D^T` in residual form (cheaper when ``n_components > 2*n_features``).
-    Host synchronisations happen only at the checks.
+    With ``polish``, supports of at most ``max_support`` units are polished. Host synchronisations happen
+    only at the checks.
     """
     XDt = X @ D.T
     Dt = D.T
@@ -89,8 +60,6 @@ def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, 
     def gap(Za, batch):
         return duality_gap(batch[0], Za, D, alpha, penalty)
 
-    max_support = min(D.shape)
-
     def polish_stable_supports(Za, rel, batch):
         """The exact solution on each support whose signs held since the last check, where it is better."""
         Xa, XDta, Ba, signs = batch
@@ -99,7 +68,7 @@ def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, 
         stable = torch.nonzero((new_signs == signs).all(1) & (size > 0) & (size <= max_support)).squeeze(1)
         accepted = stable[:0]
         if stable.numel():
-            cand = _polish(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty.scaled(alpha), stable)
+            cand = polish_support(Xa, D, XDta, G if G is not None else D @ Dt, Za, penalty.scaled(alpha), stable)
             rel_c = duality_gap(Xa[stable], cand, D, alpha, penalty)
             better = rel_c < rel[stable]
             accepted = stable[better]
@@ -116,7 +85,7 @@ def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, 
 def fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty | None = None,
           z0: torch.Tensor | None = None, max_iter: int = 1000, tol: float = 1e-5, L: float | None = None,
           restart: bool = True, check_every: int = 10, chunk_size: int | None = None, polish: bool = False,
-          momentum: bool = True) -> SolveResult:
+          momentum: bool = True, screen: bool = True) -> SolveResult:
     """FISTA for ``min_z 0.5*||x - z D||^2 + alpha*Omega(z)``, batched over the rows of ``X``.
 
     Parameters
@@ -147,6 +116,13 @@ def fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Pena
         At every check, also try the exact solution on the current support (L1 only).
     momentum : bool
         FISTA's extrapolation; without it, ISTA (:func:`ista`).
+    screen : bool
+        Gap-safe screening and working sets (:mod:`~sparsecode.solvers.working_set`) when the penalty is
+        :class:`L1`, ``alpha > 0``, ``tol > 0``, ``max_iter > 0``, ``n_components <= 2048`` and ``L`` at least
+        4 times the largest squared atom norm (below, no working set can take a step 4 times larger). The
+        exact solution on the support is then tried at every round, and on supports of up to half the units
+        for the samples that leave the working sets (dense codes) even without ``polish``. Iterations are
+        counted within the working sets; a warm start that is already optimal takes none.
 
     Returns
     -------
@@ -166,14 +142,26 @@ def fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Pena
     if n == 0 or L <= 0:  # no sample, or an all-zero dictionary: the zero code is optimal
         return outer.unlift(zero_result(X.new_zeros((n, m))))
     step = 1.0 / L
-    G = D @ D.T if m < 2 * D.shape[1] else None
     polish = polish and isinstance(penalty, L1)
+    screen = screen and isinstance(penalty, L1) and alpha > 0 and tol > 0 and max_iter > 0 and m <= 2048
+    G = D @ D.T if screen or m < 2 * D.shape[1] else None
+    # a working set's step (1/L_W, L_W >= max ||d_j||^2) cannot pay where it is not 4x the full step
+    screen = screen and L >= 4 * float(torch.diagonal(G).max())
     chunk = chunk_size or default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
 
     def solve(Xc, Zc=None):  # without a warm start, each chunk starts from its own zeros
         Zc = Xc.new_zeros((Xc.shape[0], m)) if Zc is None else Zc
-        return _prox_grad_chunk(Xc, Zc, D, G, alpha, penalty, step, max_iter, tol, momentum, restart,
-                                check_every, polish)
+        if screen:
+            return working_set_fista(Xc, Zc, D, G, alpha, penalty, L, max_iter=max_iter, tol=tol,
+                                     momentum=momentum, restart=restart, check_every=check_every,
+                                     fallback=lambda Xs, Zs, budget: plain(Xs, Zs, budget, True))
+        return plain(Xc, Zc, max_iter, False)
+
+    def plain(Xc, Zc, budget, handed):
+        # samples handed over by the working sets are polished on supports of up to half the units
+        return _prox_grad_chunk(Xc, Zc, D, G if m < 2 * D.shape[1] else None, alpha, penalty, step, budget, tol,
+                                momentum, restart, check_every, polish or handed,
+                                min(D.shape) if polish else min(D.shape) // 2)
 
     starts = (X,) if z0 is None else (X, z0.to(X))
     return outer.unlift(SolveResult(*in_chunks(solve, chunk, *starts)))

@@ -116,7 +116,7 @@ def test_warm_start_from_the_solution_stops_at_once():
     Xt, Dt = torch.tensor(X), torch.tensor(D)
     star = fista(Xt, Dt, 0.2, tol=1e-13, max_iter=50000).code
     res = fista(Xt, Dt, 0.2, z0=star, tol=1e-8, check_every=1)
-    assert res.n_iter == 1 and bool(res.converged.all())
+    assert res.n_iter <= 1 and bool(res.converged.all())  # 0: the working sets check first
 
 
 def test_max_iter_zero_returns_init_and_reports_gap():
