@@ -43,7 +43,7 @@ import torch.multiprocessing as mp
 from _common import mean_energy, patches
 
 from estimators import DictionaryLearning
-from sparsecode.dictionary import init_dictionary
+from sparsecode.dictionary import RESYNC_EVERY, init_dictionary
 from sparsecode.models.lista import LISTA, make_loss
 from sparsecode.solvers import sparse_encode
 from sparsecode.training import STRATEGIES, estimate_max_learning_rate, fit_module
@@ -105,7 +105,8 @@ def part_dictionary(args) -> None:
     print(f"\n(a) DictionaryLearning, one pass over {n} 8x8 patches, {K} atoms, alpha {ALPHA}, float32")
     print(f"{'processes':<12}{'batch/rank':>11}{'steps':>7}{'time (s)':>10}{'speed-up':>10}"
           f"{'held-out energy':>17}{'bytes/step/rank':>17}")
-    message = (K * K + K * 64 + 2 + K * 64) * 4  # the summed statistics, then rank 0's dictionary
+    # the summed statistics every step, rank 0's dictionary every RESYNC_EVERY steps (and after redraws)
+    message = round((K * K + K * 64 + 2 + K * 64 / RESYNC_EVERY) * 4)
     t1 = None
     for world, per_rank in ((1, b), (2, b // 2), (2, b)):
         t, D = launch(world, dictionary_task, n, K, per_rank)
