@@ -15,8 +15,9 @@
 #include <vector>
 
 // homotopy.cpp
-std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, double alpha, bool positive,
-                                      int64_t max_steps, int64_t kmax, bool lar, int64_t max_active);
+std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, double alpha,
+                                      bool positive, int64_t max_steps, int64_t kmax, bool lar, int64_t max_active,
+                                      double tol, bool round32);
 // cd.cpp
 std::vector<torch::Tensor> cyclic_cd(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, torch::Tensor Z,
                                      double alpha, bool positive, int64_t max_sweeps, double tol);

@@ -13,27 +13,37 @@ until the next event: an inactive atom's correlation reaches :math:`\pm(\lambda 
 an active coefficient reaches zero (it leaves), or :math:`\lambda - \gamma = \alpha` (the path has
 arrived). Starting from :math:`z = 0` at :math:`\lambda_0 = \|xD^T\|_\infty`, a sample needs about as
 many steps as its code has non-zeros, where proximal-gradient methods need hundreds of iterations to
-settle the support of codes in a coherent dictionary.
+settle the support of codes in a coherent dictionary. An atom that has just left sits at the level on the
+side of its old sign; in the next step it may only join on the other side, which it can reach within the
+step (dense codes). An atom that the active ones (nearly) span would make :math:`G_{AA}` singular
+(duplicate atoms, a rank-deficient dictionary): it stays out of the path, as scikit-learn's ``lars_path``
+drops a degenerate regressor, and the duality gap at the end tells whether the code is optimal all the same.
 
 On the CPU each sample follows its path in compiled code (``sparsecode/kernels/homotopy.cpp``, samples in
 parallel over torch's threads), in float64 whatever the data's dtype (a float32 path loses digits in
-proportion to the conditioning of the active Gram matrix). Elsewhere, or where that cannot be built, the
-batch takes its steps together in torch: ``a`` is a weighted sum of the active rows of ``G``
-(``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is updated by a rank-one
-(bordering) formula, held in slots padded to the largest active set so that joins and leaves are masked
-updates; samples that have arrived leave the batch. Both check the duality gap at the end: a sample whose
-path broke down (a singular active Gram matrix, too many steps) or whose gap is above ``tol`` (rounding
-accumulates along the path) is finished by FISTA from where the path left it.
+proportion to the conditioning of the active Gram matrix), at :math:`O(k^2)` per step for
+:math:`G_{AA}^{-1}` (bordering on a join, a rank-one downdate on a leave; ``d`` follows in :math:`O(k)`) and
+:math:`O(k(m - k))` for the correlations of the inactive atoms (:math:`c_A = \lambda s_A` holds by
+construction), and measures each code's duality gap as it arrives, from the Gram form. Elsewhere, or where
+that cannot be built, the batch takes its steps together in torch: ``a`` is a weighted sum of the active
+rows of ``G`` (``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is updated by
+the same rank-one formulas, held in slots padded to the largest active set so that joins and leaves are
+masked updates; samples that have arrived leave the batch. A sample whose path ran out of steps or whose
+gap is above ``tol`` (rounding accumulates along the path; an atom left out) is finished from where the path
+left it, by coordinate descent where its compiled kernel runs (its exact working-set solve), else by FISTA.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .._extension import compiled_kernels
-from ..objectives import duality_gap, relative_residual
+from ..objectives import relative_residual
 from ..penalties import L1
 from ._common import SolveResult, check_problem, chunked_gap, default_chunk_size, in_chunks, zero_result
+from .cd import cyclic_coordinate_descent
 from .ista import fista
 
 __all__ = ["homotopy", "lars"]
@@ -60,7 +70,7 @@ class _Path:
     Gram matrix.
     """
 
-    fields = ("c", "lam", "free", "idx", "size", "s", "z", "d", "M", "banned", "rows", "running")
+    fields = ("c", "lam", "free", "idx", "size", "s", "z", "d", "M", "banned", "side", "rows", "running")
 
     # ``M * g`` for the join, kept between steps: a fresh tensor of that size per step costs page faults
     _work: torch.Tensor | None = None
@@ -75,6 +85,7 @@ class _Path:
         self.s, self.z, self.d = (C.new_zeros((n, slots)) for _ in range(3))
         self.M = C.new_zeros((n, slots, slots))
         self.banned = torch.full((n,), -1, dtype=torch.long, device=C.device)  # the atom that just left
+        self.side = C.new_zeros(n)  # its sign (0: banned on both sides)
         self.running = torch.ones(n, dtype=torch.bool, device=C.device)
 
     def keep(self, mask: torch.Tensor) -> None:
@@ -103,7 +114,7 @@ class _Path:
         b = torch.mul(self.M, g.unsqueeze(2), out=self._work).sum(1)
         gjj = Gpad.view(-1).take(atom * (Gpad.shape[1] + 1))
         schur = gjj - (g * b).sum(1)
-        ok = schur > 1e-4 * gjj
+        ok = schur > torch.finfo(schur.dtype).eps ** 0.5 * gjj  # as the compiled path's pivot
         apply = who & ok
         bs = (b * self.s).sum(1) - sign
         b.scatter_(1, q, -1.0)
@@ -131,11 +142,12 @@ class _Path:
         self.M[r, :, qw] = 0
         self.d[r, qw] = 0
         self.z[r, qw] = 0
-        self.s[r, qw] = 0
         atom = self.idx[r, qw]
         self.free[r, atom] = 1
         self.banned[r] = atom
+        self.side[r] = self.s[r, qw]
         self.idx[r, qw] = self.m
+        self.s[r, qw] = 0
         self.size -= who.long()
 
 
@@ -171,15 +183,18 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
         h, t1, t2 = (b[:p.c.shape[0]] for b in buffers)
         # a = d_A G_A: a weighted sum of the active rows of G, formed without touching the inactive ones
         a = torch.nn.functional.embedding_bag(p.idx, Gbag, per_sample_weights=p.d, mode="sum")
-        # the first atom to join maximises the inverse join time (1 -+ a) / (lam -+ c)
+        # the first atom to join maximises the inverse join time (1 -+ a) / (lam -+ c); the atom that just left
+        # may not join on its own side in this step (its correlation is at the level there), only on the other
         lam = p.lam.unsqueeze(1)
+        banned = p.banned.clamp(min=0).unsqueeze(1)
         torch.sub(a, 1, out=h).div_(torch.sub(p.c, lam, out=t1).clamp_(max=-tiny))
+        other = torch.where(p.side.unsqueeze(1) < 0, h.gather(1, banned), 0.0)
         if not positive:
             torch.add(a, 1, out=t2).div_(torch.add(p.c, lam, out=t1).clamp_(min=tiny))
+            other = torch.where(p.side.unsqueeze(1) > 0, t2.gather(1, banned), other)
             torch.maximum(h, t2, out=h)
         h.mul_(p.free)
-        banned = p.banned.clamp(min=0).unsqueeze(1)  # an atom that just left waits one step
-        h.scatter_(1, banned, torch.where(p.banned.unsqueeze(1) >= 0, 0.0, h.gather(1, banned)))
+        h.scatter_(1, banned, torch.where(p.banned.unsqueeze(1) >= 0, other, h.gather(1, banned)))
         h_join, j = _argmax_rows_(h, descending)
         g_join = torch.where(h_join > 0, 1 / h_join, float("inf"))
         ratio = torch.where(p.z * p.d < 0, -p.z / p.d, float("inf"))
@@ -199,6 +214,7 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
         leave = p.running & ~stop & (g_leave < g_join)
         join = p.running & ~stop & ~leave
         p.banned.fill_(-1)
+        p.side.zero_()
         if bool(leave.any()):
             p.leave(leave, q)
         if max_active is not None:  # LARS: max_active steps; after a flip the joining atom waits one step
@@ -210,17 +226,17 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
             top, j = torch.where(p.free > 0, p.c if positive else p.c.abs(), -1.0).max(1)
             p.lam = torch.where(join, top, p.lam)
         if bool(join.any()):
+            if bool((join & (p.size == p.idx.shape[1])).any()) and p.idx.shape[1] < max_slots:
+                p.grow(min(p.idx.shape[1] + 8, max_slots))
             full = join & (p.size == p.idx.shape[1])
-            if bool(full.any()):
-                if p.idx.shape[1] >= max_slots:
-                    failed[p.rows[full]] = True
-                    stop, join = stop | full, join & ~full
-                else:
-                    p.grow(min(p.idx.shape[1] + 8, max_slots))
             sign = torch.ones_like(gamma) if positive else torch.sign(p.c.gather(1, j.unsqueeze(1)).squeeze(1))
-            broke = p.join(join, j, sign, Gpad)
-            failed[p.rows[broke]] = True
-            stop = stop | broke
+            broke = p.join(join & ~full, j, sign, Gpad) | full
+            if max_active is None:  # an atom (nearly) spanned by the active ones stays out (module docstring)
+                out_j = p.free.gather(1, j.unsqueeze(1))
+                p.free.scatter_(1, j.unsqueeze(1), torch.where(broke.unsqueeze(1), 0.0, out_j))
+            else:
+                failed[p.rows[broke]] = True
+                stop = stop | broke
         p.running &= ~stop
         if int(p.running.sum()) <= 0.75 * p.rows.numel():  # drop the samples that have arrived
             done = ~p.running
@@ -234,38 +250,41 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
 
 
 def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool, max_steps: int,
-                  chunk_size: int | None, max_active: int | None = None, penalty: L1 | None = None,
-                  double: bool = True):
-    """Every sample's path (compiled on the CPU, :func:`_path_chunk` elsewhere): (codes, steps, arrived),
-    and with ``penalty`` the relative duality gaps of the path's codes in the precision it ran in.
+                  chunk_size: int | None, max_active: int | None = None, tol: float = 0.0):
+    """Every sample's path, compiled on the CPU and :func:`_path_chunk` elsewhere: (codes, steps, converged, gap).
 
-    ``double``: the compiled path runs in float64 whatever the data (see the comment below); False runs it
-    in the data's precision."""
-    m = D.shape[0]
+    ``converged``: the path arrived at ``alpha`` (after ``max_active`` steps for LARS) with a relative duality
+    gap of at most ``tol`` (any with ``tol=0``); ``gap``: the relative duality gaps of the codes as returned,
+    in ``X``'s dtype (None for LARS). The compiled path runs in float64 whatever the data: in float32 it loses
+    digits in proportion to the conditioning of the active Gram matrix (relative gaps of 1e-4 on dense codes
+    in coherent atoms). It measures each gap from the Gram form as it finishes, ``tol`` on the float64 code
+    (float32's rounding of it is not something FISTA in float32 could improve) and the gap returned on the
+    code rounded to ``X``'s dtype.
+    """
+    m, kmax, lar = D.shape[0], min(D.shape), max_active is not None
     # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
     chunk = chunk_size or 2 * default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
     compiled = compiled_kernels() if X.device.type == "cpu" else None
-    kmax = min(m, D.shape[1])
-    # The compiled path runs in float64 whatever the data: a float32 path loses digits in proportion to the
-    # active Gram matrix's conditioning (relative gaps of 1e-4 on dense codes in coherent atoms, 1e-6 in
-    # float64 rounded back to float32), for about a quarter more time.
-    Dp = D.double() if compiled is not None and double else D
-    G = Dp @ Dp.T
+    if compiled is None:
+        G = D @ D.T
+        Z, steps, arrived = in_chunks(lambda Xc: _path_chunk(Xc, D, G, alpha, positive, max_steps, max_active),
+                                      chunk, X)
+        if lar:
+            return Z, steps, arrived, None
+        gap = chunked_gap(X, Z, D, alpha, L1(positive))
+        return Z, steps, arrived & (gap <= tol) if tol > 0 else arrived, gap
+    D64 = D.double()
+    G = D64 @ D64.T
 
     def follow_path(Xc):
-        if compiled is None:
-            Zc, it, arrived = _path_chunk(Xc, D, G, alpha, positive, max_steps, max_active)
-        else:
-            lar = max_active is not None
-            Zc, it, status = compiled.lasso_path(Xc.to(Dp.dtype) @ Dp.T, G, alpha, positive, max_steps, kmax, lar,
-                                                 max_active if lar else kmax)
-            it, arrived = int(it.max()), status == 1
-        if penalty is None:
-            return Zc.to(X.dtype), it, arrived
-        gap = duality_gap(Xc.to(Zc.dtype), Zc, Dp, alpha, penalty).to(X.dtype)
-        return Zc.to(X.dtype), it, arrived, gap
+        X64 = Xc.double()
+        Zc, it, status, gap = compiled.lasso_path(X64 @ D64.T, G, (X64 * X64).sum(1), alpha, positive, max_steps,
+                                                  kmax, lar, max_active if lar else kmax, tol,
+                                                  X.dtype == torch.float32)
+        return Zc.to(X.dtype), int(it.max()), status == 1, gap.to(X.dtype)
 
-    return in_chunks(follow_path, chunk, X)
+    Z, steps, converged, gap = in_chunks(follow_path, chunk, X)
+    return Z, steps, converged, None if lar else gap
 
 
 def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L1 | None = None,
@@ -285,18 +304,18 @@ def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L
     z0 : torch.Tensor, optional
         Ignored (the path starts at zero); accepted so that the solvers are interchangeable.
     max_iter : int
-        Path steps at most (each adds or removes one atom), and FISTA's iterations at most where it
-        finishes codes.
+        Path steps at most (each adds or removes one atom), and the finishing solver's iterations at most.
     tol : float
-        Relative duality gap a code must reach; codes above it are finished by FISTA. With ``tol=0`` the
-        path is trusted wherever it arrives.
+        Relative duality gap a code must reach; codes above it are finished from where the path left them,
+        by coordinate descent (:func:`~sparsecode.solvers.cd.cyclic_coordinate_descent`) where its compiled
+        kernel runs, else by FISTA. With ``tol=0`` the path is trusted wherever it arrives.
     chunk_size : int, optional
         Samples per chunk (bounded memory); twice the cache-sized FISTA chunk on the CPU by default.
 
     Returns
     -------
     SolveResult
-        ``n_iter`` counts path steps (plus FISTA's iterations where it had to finish codes).
+        ``n_iter`` counts path steps (plus the finishing solver's iterations where it had to finish codes).
 
     Examples
     --------
@@ -313,25 +332,16 @@ def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L
     n, m = X.shape[0], D.shape[0]
     if n == 0:
         return zero_result(X.new_zeros((n, m)))
-    positive = penalty.positive
-    # The path in the data's precision first; on the CPU, the float32 samples it leaves above ``tol`` (digits
-    # lost to an ill-conditioned active Gram matrix: dense codes in coherent atoms) take it again in float64,
-    # so the well-conditioned majority does not pay for float64.
-    Z, steps, arrived, path_gap = _follow_paths(X, D, alpha, positive, max_iter, chunk_size, penalty=penalty,
-                                                double=False)
-    # converged: the path's solution, before its rounding to float32 (which FISTA in float32 cannot undo)
-    converged = arrived & (path_gap <= tol) if tol > 0 else arrived
-    redo = torch.nonzero(~converged).squeeze(1)
-    if redo.numel() and X.dtype != torch.float64 and X.device.type == "cpu" and compiled_kernels() is not None:
-        Zr, sr, ar, gr = _follow_paths(X[redo], D, alpha, positive, max_iter, chunk_size, penalty=penalty)
-        Z[redo], arrived[redo], path_gap[redo], steps = Zr, ar, gr, max(steps, sr)
-        converged[redo] = ar & (gr <= tol) if tol > 0 else ar
-    gap = chunked_gap(X, Z, D, alpha, penalty) if X.dtype != torch.float64 else path_gap
+    Z, steps, converged, gap = _follow_paths(X, D, alpha, penalty.positive, max_iter, chunk_size, tol=tol)
     rest = torch.nonzero(~converged).squeeze(1)
-    if rest.numel():  # a broken path, too few steps, or rounding: FISTA finishes from where it stopped
+    if rest.numel():  # a broken path, too few steps, or rounding: finished from where it stopped
         start = torch.nan_to_num(Z[rest], nan=0.0, posinf=0.0, neginf=0.0)
-        res = fista(X[rest], D, alpha, penalty=penalty, z0=start, max_iter=max_iter, tol=tol, polish=True,
-                    chunk_size=chunk_size)
+        # by the compiled coordinate descent on the CPU (its exact working-set solve settles the dense,
+        # coherent codes where paths break), else by FISTA
+        finish = (cyclic_coordinate_descent if X.device.type == "cpu" and compiled_kernels() is not None else
+                  functools.partial(fista, polish=True))
+        res = finish(X[rest], D, alpha, penalty=penalty, z0=start, max_iter=max_iter, tol=tol,
+                     chunk_size=chunk_size)
         Z[rest], gap[rest], converged[rest] = res.code, res.gap, res.converged
         steps += res.n_iter
     return SolveResult(Z, steps, converged, gap)
@@ -371,5 +381,5 @@ def lars(X: torch.Tensor, D: torch.Tensor, n_nonzero_coefs: int, *, chunk_size: 
     n, m = X.shape[0], D.shape[0]
     if n == 0:
         return zero_result(X.new_zeros((n, m)))
-    Z, steps, arrived = _follow_paths(X, D, 0.0, False, n_nonzero_coefs + 1, chunk_size, int(n_nonzero_coefs))
+    Z, steps, arrived, _ = _follow_paths(X, D, 0.0, False, n_nonzero_coefs + 1, chunk_size, int(n_nonzero_coefs))
     return SolveResult(Z, steps, arrived, relative_residual(X, Z, D))

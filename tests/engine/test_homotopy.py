@@ -13,7 +13,7 @@ from sparsecode._extension import compiled_kernels
 from sparsecode.objectives import duality_gap, lasso_energy
 from sparsecode.penalties import L1, GroupL1
 from sparsecode.solvers import fista, homotopy, solve_lasso
-from sparsecode.solvers.homotopy import _argmax_rows_, _path_chunk
+from sparsecode.solvers.homotopy import _argmax_rows_, _follow_paths, _path_chunk
 
 
 def _problem(seed, n=30, p=16, m=48, coherence=2.5):
@@ -26,7 +26,7 @@ def _problem(seed, n=30, p=16, m=48, coherence=2.5):
 
 
 def _path(X, D, alpha, positive=False):
-    """The path alone, without the FISTA finish."""
+    """The path alone, without the finish."""
     return _path_chunk(X, D, D @ D.T, alpha, positive, 1000)
 
 
@@ -65,6 +65,64 @@ def test_atoms_leave_the_path_and_the_answer_stays_exact():
     assert torch.allclose(lasso_energy(X, Z, D, 0.005), lasso_energy(X, ref, D, 0.005), rtol=1e-9)
 
 
+def _complete(seed, p=16, n=200, coherence=0.0):
+    """Unit-norm samples and a complete (p x p) dictionary: dense codes at small alpha, where atoms leave the path
+    often, and with ``coherence`` an ill-conditioned active Gram matrix."""
+    rng = np.random.RandomState(seed)
+    D = rng.randn(p, p) + coherence * rng.randn(1, p)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.randn(n, p)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return torch.tensor(X), torch.tensor(D)
+
+
+def _kkt_violation(X, Z, D, alpha):
+    """The largest violation of the lasso's optimality conditions per sample, relative to alpha."""
+    corr = (X.double() - Z.double() @ D.double()) @ D.double().T
+    on = Z != 0
+    active = torch.where(on, (corr - alpha * torch.sign(Z.double())).abs(), 0.0).amax(1)
+    inactive = torch.where(on, 0.0, corr.abs() - alpha).amax(1).clamp(min=0)
+    return torch.maximum(active, inactive) / alpha
+
+
+def test_an_atom_that_leaves_may_join_with_the_other_sign_in_the_next_step():
+    """Dense codes in a complete dictionary: an atom that leaves (its correlation at +-lambda) can cross to the
+    other side within the next step; barring it from joining there left a quarter of these paths off the
+    optimum (KKT violated by up to 50%)."""
+    X, D = _complete(1)
+    res = homotopy(X, D, 0.005, tol=0)
+    assert bool(res.converged.all()) and res.n_iter > int((res.code != 0).sum(1).max())  # atoms left
+    assert float(_kkt_violation(X, res.code, D, 0.005).max()) < 1e-9
+    Z, _, arrived = _path(X, D, 0.005)  # the torch twin
+    assert bool(arrived.all()) and float(_kkt_violation(X, Z, D, 0.005).max()) < 1e-9
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("coherence", [0.0, 2.5])
+def test_dense_codes_reach_the_sklearn_optimum_on_the_path_alone(dtype, coherence):
+    """90% of the atoms active: the path arrives within tol on every sample, without FISTA (whose iterations
+    n_iter would count), in float32 too (the path runs in float64)."""
+    X, D = _complete(2, p=24, n=40, coherence=coherence)
+    alpha = 0.002
+    res = homotopy(X.to(dtype), D.to(dtype), alpha, tol=1e-7)
+    assert res.code.dtype == dtype and bool(res.converged.all()) and res.n_iter < 4 * D.shape[0]
+    assert float((res.code != 0).sum(1).double().mean()) > 0.85 * D.shape[0]
+    lasso = Lasso(alpha=alpha / X.shape[1], fit_intercept=False, tol=1e-14, max_iter=1000000)
+    ref = torch.tensor(np.array([lasso.fit(D.numpy().T, x).coef_ for x in X.numpy()[:10]]))
+    e, e_ref = lasso_energy(X[:10], res.code[:10].double(), D, alpha), lasso_energy(X[:10], ref, D, alpha)
+    assert torch.all(e - e_ref <= 1e-6 * e_ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_gap_is_that_of_the_returned_codes(dtype):
+    """The compiled path measures the gap from the Gram form: it equals the residual form's, measured in
+    float64 on the codes as returned (rounded to float32 for float32 data)."""
+    X, D = (t.to(dtype) for t in _problem(15, n=80))
+    res = homotopy(X, D, 0.03, tol=1e-6)
+    ref = duality_gap(X.double(), res.code.double(), D.double(), 0.03)
+    assert res.gap.dtype == dtype and torch.allclose(res.gap.double(), ref, rtol=1e-3, atol=1e-12)
+
+
 def test_float32_reaches_the_gap_tolerance():
     X, D = _problem(6, n=200)
     res = homotopy(X.float(), D.float(), 0.05, tol=1e-6)
@@ -73,13 +131,18 @@ def test_float32_reaches_the_gap_tolerance():
     assert torch.allclose(res.code.double(), ref, atol=1e-3)
 
 
-def test_duplicate_atoms_are_finished_by_fista():
-    """A singular active Gram matrix breaks the path; FISTA finishes those samples."""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_duplicate_atoms_stay_out_of_the_path(compiled, monkeypatch):
+    """An atom that would make the active Gram matrix singular stays out (as lars_path drops a degenerate
+    regressor): the path reaches the optimum without FISTA (whose iterations n_iter would count)."""
+    if not compiled:
+        module = importlib.import_module("sparsecode.solvers.homotopy")  # the name alone is the function
+        monkeypatch.setattr(module, "compiled_kernels", lambda: None)
     X, D = _problem(7)
     D = torch.cat([D, D[:4]])
     res = homotopy(X, D, 0.05, tol=1e-10, max_iter=5000)
     ref = fista(X, D, 0.05, tol=1e-12, max_iter=100000).code
-    assert bool(res.converged.all())
+    assert bool(res.converged.all()) and res.n_iter < 2 * D.shape[0]
     assert torch.allclose(lasso_energy(X, res.code, D, 0.05), lasso_energy(X, ref, D, 0.05), rtol=1e-8)
 
 
@@ -94,10 +157,14 @@ def test_large_alpha_zero_rows_and_empty_input():
     assert empty.code.shape == (0, D.shape[0]) and empty.converged.shape == (0,)
 
 
-def test_too_few_steps_are_reported_and_tol_zero_trusts_the_path():
+def test_too_few_steps_are_reported_and_finished_and_tol_zero_trusts_the_path():
     X, D = _problem(9)
+    _, steps, arrived, _ = _follow_paths(X, D, 0.02, False, 3, None, tol=1e-5)
+    assert steps == 3 and not bool(arrived.all())
+    # the codes the path left are finished from there, by coordinate descent where it is compiled
     short = homotopy(X, D, 0.02, max_iter=3)
-    assert not bool(short.converged.all())
+    assert bool((short.gap[short.converged] <= 1e-5).all())
+    assert bool(short.converged.all()) or compiled_kernels() is None
     exact = homotopy(X, D, 0.02, tol=0)
     assert bool(exact.converged.all()) and bool((exact.gap <= 1e-10).all())
 
