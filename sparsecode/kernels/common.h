@@ -22,6 +22,7 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::
 std::vector<torch::Tensor> cyclic_cd(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, torch::Tensor Z,
                                      double alpha, bool positive, int64_t max_sweeps, double tol);
 // omp.cpp
-std::vector<torch::Tensor> batch_omp(torch::Tensor C0, torch::Tensor G, int64_t k);
+std::vector<torch::Tensor> batch_omp(torch::Tensor X, torch::Tensor D, torch::Tensor C0, torch::Tensor G,
+                                     int64_t k);
 // dictionary.cpp
 void bcd_sweep(torch::Tensor D, torch::Tensor A, torch::Tensor B, bool positive);
