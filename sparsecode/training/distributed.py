@@ -82,6 +82,7 @@ from ._process_group import (
     Periodic,
     _flat,
     _unflat_copy_,
+    all_reduce_,
     broadcast_,
     check_process_group,
     nesterov_locally,
@@ -92,7 +93,7 @@ from .parameter_server import AsyncEAMSGD, AsyncEASGD, Downpour
 
 __all__ = ["Distributed", "AllReduce", "EASGD", "EAMSGD", "AsyncEASGD", "AsyncEAMSGD", "Downpour", "STRATEGIES",
            "make_distributed", "easgd_quadratic_map", "check_process_group", "pad_rows", "broadcast_",
-           "sum_over_ranks"]
+           "sum_over_ranks", "all_reduce_"]
 
 
 class _Collective(Distributed):
@@ -146,7 +147,7 @@ class AllReduce(_Collective):
     def after_backward(self, params, n_batch):
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([_flat(grads) * n_batch, grads[0].new_tensor([float(n_batch)])])
-        dist.all_reduce(flat, group=self.group)
+        all_reduce_(flat, self.group)
         _unflat_copy_(grads, flat[:-1] / flat[-1])
         for p, g in zip(params, grads):
             p.grad = g
@@ -177,7 +178,7 @@ class EASGD(Elastic, Periodic, _Collective):
             return
         diff = _flat(params) - self._center
         pull = diff.clone()
-        dist.all_reduce(pull, group=self.group)
+        all_reduce_(pull, self.group)
         alpha = self.alpha
         _unflat_copy_(params, _flat(params) - alpha * diff)
         self._center.add_(pull, alpha=alpha)
