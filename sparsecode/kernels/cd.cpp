@@ -113,9 +113,7 @@ T gram_gap(const T* c0, const T* z, const T* q, const int64_t* idx, int64_t k, T
     l1 += std::abs(z[j]);
     dual = std::max(dual, positive ? q[j] : std::abs(q[j]));
   }
-  s = dual > alpha ? alpha / dual : T(1);
-  const T r2 = std::max(xx - zc0 - zq, T(0));
-  return std::max(T(0.5) * (1 - s) * (1 - s) * r2 + alpha * l1 - s * zq, T(0));
+  return gram_form_gap(xx, zc0, zq, l1, dual, alpha, s);
 }
 
 template <typename T>

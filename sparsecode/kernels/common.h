@@ -14,6 +14,16 @@
 #include <limits>
 #include <vector>
 
+// The lasso's duality gap (not normalised) in the Gram form the kernels share: for a code z with the exact
+// correlations q = c0 - zG (c0 = xD^T), ||x - zD||^2 = xx - z.c0 - z.q; l1 = ||z||_1 and dual is the largest
+// correlation (signed under positive) that the dual point is scaled by s = min(1, alpha / dual) to meet.
+template <typename T>
+T gram_form_gap(T xx, T zc0, T zq, T l1, T dual, T alpha, T& s) {
+  s = dual > alpha ? alpha / dual : T(1);
+  const T r2 = std::max(xx - zc0 - zq, T(0));
+  return std::max(T(0.5) * (1 - s) * (1 - s) * r2 + alpha * l1 - s * zq, T(0));
+}
+
 // homotopy.cpp
 std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, double alpha,
                                       bool positive, int64_t max_steps, int64_t kmax, bool lar, int64_t max_active,

@@ -190,10 +190,8 @@ T gram_gap(const T* c0, const T* G, int64_t m, const Path& P, const T* z, T xx, 
   T zq = 0, dual = 0;
   for (int64_t p = 0; p < P.k; ++p) zq += z[p] * q[P.idx[p]];
   for (int64_t j = 0; j < m; ++j) dual = std::max(dual, positive ? q[j] : std::abs(q[j]));
-  const T sc = dual > alpha ? alpha / dual : T(1);
-  const T r2 = std::max(xx - zc0 - zq, T(0));
-  const T gap = std::max(T(0.5) * (1 - sc) * (1 - sc) * r2 + alpha * l1 - sc * zq, T(0));
-  return gap / std::max(T(0.5) * xx, std::numeric_limits<T>::min());
+  T scale;
+  return gram_form_gap(xx, zc0, zq, l1, dual, alpha, scale) / std::max(T(0.5) * xx, std::numeric_limits<T>::min());
 }
 
 // Returns the steps taken; status is 1 (arrived at alpha), 0 (out of steps) or -1 (LARS: the path broke).
