@@ -14,19 +14,6 @@ namespace {
 
 using T = double;
 
-// x.y, with y[idx[i]] for y where idx is given; eight partial sums, which the compiler maps onto vector
-// registers (a plain loop adds in order: without reassociation it runs at one add's latency per element)
-T dot(const T* x, const T* y, int64_t n, const int64_t* idx = nullptr) {
-  T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int r = 0; r < 8; ++r) part[r] += x[i + r] * y[idx ? idx[i + r] : i + r];
-  T sum = 0;
-  for (; i < n; ++i) sum += x[i] * y[idx ? idx[i] : i];
-  for (int r = 0; r < 8; ++r) sum += part[r];
-  return sum;
-}
-
 // The first index of the largest of h[0..n), and that value in best, where it is above best (else -1).
 int64_t first_max(const T* h, int64_t n, T& best) {
   T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -35,17 +35,6 @@ struct Simd {
   static void store(T* p, const V& v) { std::memcpy(p, &v, sizeof v); }
 };
 
-// sum of a[i] * b[i] with independent partial sums, so that the compiler vectorises it
-template <typename T>
-T dot(const T* a, const T* b, int64_t n) {
-  T acc[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int q = 0; q < 8; ++q) acc[q] += a[i + q] * b[i + q];
-  for (; i < n; ++i) acc[0] += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
 // The first index of the largest |r[l]| (numpy's argmax), into j; returns that largest value. Each lane keeps
 // its first largest value and where it was, then the lanes are compared (ties to the smaller index).
 template <typename T>

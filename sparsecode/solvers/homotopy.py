@@ -258,8 +258,8 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
     in ``X``'s dtype (None for LARS). The compiled path runs in float64 whatever the data: in float32 it loses
     digits in proportion to the conditioning of the active Gram matrix (relative gaps of 1e-4 on dense codes
     in coherent atoms). It measures each gap from the Gram form as it finishes, ``tol`` on the float64 code
-    (float32's rounding of it is not something FISTA in float32 could improve) and the gap returned on the
-    code rounded to ``X``'s dtype.
+    (float32's rounding of it is not something the finishing solver in float32 could improve) and the gap
+    returned on the code rounded to ``X``'s dtype.
     """
     m, kmax, lar = D.shape[0], min(D.shape), max_active is not None
     # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
