@@ -168,6 +168,11 @@ class Elastic:
             return self.moving_rate
         return self.beta / dist.get_world_size(getattr(self, "group", None))
 
+    @property
+    def _alone(self) -> bool:
+        """One process: no other worker to average with, so no elastic exchange; the center is the worker."""
+        return dist.get_world_size(getattr(self, "group", None)) == 1
+
 
 def nesterov_locally(name: str, optimizer, options: dict, momentum: float) -> tuple[str, dict]:
     """EAMSGD's local optimizer: ``"sgd"`` or ``"nesterov"`` becomes Nesterov momentum ``momentum``."""

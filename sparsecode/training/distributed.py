@@ -49,8 +49,10 @@ The strategies, with :math:`p` ranks:
 
     and :math:`x_i^{t+1} = x_i^t - \eta g_i(x_i^t)` at the other steps. The moving rate is
     :math:`\alpha = \beta / p` with :math:`\beta = 0.9` unless given. After the fit every rank holds
-    the center. With :math:`p = 1` it is the paper's one-worker case, not plain SGD: the center is a
-    moving average of the worker, which it pulls back every ``tau`` steps.
+    the center. With one process there is no other worker to average with: no exchange takes place,
+    the center is the worker, and EASGD is plain SGD (EAMSGD: SGD with Nesterov momentum), so that a
+    script runs unchanged on one process. (The paper's equations with :math:`p = 1`, a center that is a
+    moving average of its single worker and pulls it back, are not what runs.)
 ``"eamsgd"`` (:class:`EAMSGD`)
     EASGD whose local steps use Nesterov momentum :math:`\delta` (Algorithm 2 of the paper): the fit's
     optimizer must be ``"sgd"`` or ``"nesterov"``, and runs as ``"nesterov"`` with momentum
@@ -61,7 +63,8 @@ The strategies, with :math:`p` ranks:
     thread while it trains too, and each worker exchanges with it every ``tau`` steps by point-to-point
     messages, waiting for no other worker. ``end_pass``, ``all_true`` and ``average`` stay local: each
     worker runs its own passes on its own (unpadded) shard and decides alone when it has converged; a
-    divergence on any worker stops all. After the fit every rank holds the center.
+    divergence on any worker stops all. After the fit every rank holds the center. On one process the
+    elastic ones are plain SGD, as ``"easgd"``.
 
 Quadratic case (the paper's section 5; the seed's "Analysis" slide). On :math:`f(x) = h x^2 / 2` with
 identical workers, the mean worker :math:`y` and the center follow, over one period of ``tau`` steps,
@@ -174,7 +177,7 @@ class EASGD(Elastic, Periodic, _Collective):
         return train
 
     def after_backward(self, params, n_batch):
-        if not self._due():
+        if self._alone or not self._due():
             return
         diff = _flat(params) - self._center
         pull = diff.clone()
@@ -191,6 +194,9 @@ class EASGD(Elastic, Periodic, _Collective):
         self._steps = state["steps"]
 
     def finish(self, params):
+        if self._alone:  # plain SGD: the worker is the center
+            self._center.copy_(_flat(params))
+            return super().finish(params)
         _unflat_copy_(params, self._center)
         super().finish(params)
         return True

@@ -219,6 +219,16 @@ class AsyncEASGD(Elastic, ParameterServer):
 
     name = "async_easgd"
 
+    def after_backward(self, params, n_batch):
+        if not self._alone:
+            super().after_backward(params, n_batch)
+
+    def finish(self, params):
+        if self._alone:  # plain SGD, as the synchronous EASGD on one process: the worker is the center
+            self._center = _flat(params).cpu().clone()
+            return False
+        return super().finish(params)
+
     def _push(self, x):
         return x
 

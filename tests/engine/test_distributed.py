@@ -205,15 +205,29 @@ def _check_against_the_map(cases, p, centers):
             assert got == "diverged" or (abs(got) > 10 and got == pytest.approx(predicted, rel=1e-9))
 
 
-def test_easgd_on_one_process_is_the_papers_p_1_case_not_plain_sgd():
-    """p = 1 is not plain SGD: the center is a moving average of the one worker, which it pulls back every tau
-    steps (the paper's analysis covers p = 1); it follows the period map with p = 1 (beta = alpha), stable or not
-    where plain SGD, (1 - eta h)^t, converges."""
-    cases = [(1.0, 0.5, 0.45, 4, 40), (1.0, 0.5, 0.9, 1, 80)]  # h, eta, alpha, tau, steps: eta h = 0.5
-    assert _inside(cases, 1) == [True, False]
-    (centers,) = values(spawn(1, _quadratic_run, cases))
-    _check_against_the_map(cases, 1, centers)
-    assert centers[0] != pytest.approx(0.5 ** 40, abs=1e-9)  # SGD's iterate
+def _one_process(rank, world):
+    """Each elastic strategy on one process, and the same fit without a process group, same seed."""
+    X, y = _regression(torch.float64)
+    nesterov = {"optimizer": "nesterov", "optimizer_params": {"momentum": 0.9}}
+    out = []
+    for strategy, local in (("easgd", {}), ("eamsgd", nesterov), ("async_easgd", {}), ("async_eamsgd", nesterov),
+                            (EASGD(tau=1, moving_rate=0.9), {})):
+        fits = []
+        for distributed, opt in ((strategy, {}), (None, local)):
+            net = _net(torch.float64)
+            fit_module(net, _mse, (X, y), batch_size=8, generator=torch.Generator().manual_seed(0),
+                       distributed=distributed, **{**FIT, "optimizer": "sgd", **opt})
+            fits.append(_params(net))
+        out.append(fits)
+    return out
+
+
+def test_elastic_strategies_on_one_process_are_plain_sgd():
+    """p = 1: no other worker to average with, so no elastic exchange; the center is the worker (EAMSGD:
+    Nesterov momentum), whatever the moving rate."""
+    (fits,) = values(spawn(1, _one_process))
+    for with_group, alone in fits:
+        assert torch.equal(with_group, alone)
 
 
 def _uneven(rank, world):
