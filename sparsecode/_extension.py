@@ -3,9 +3,10 @@ extension tools.
 
 Loops that are sequential per sample or per atom cost far more in dispatched torch ops than their
 arithmetic on the CPU: the homotopy and LARS paths (:mod:`sparsecode.solvers.homotopy`), cyclic coordinate
-descent (:mod:`sparsecode.solvers.cd`), orthogonal matching pursuit (:mod:`sparsecode.solvers.greedy`) and
-the dictionary's block-coordinate sweep (:func:`sparsecode.dictionary.update_dictionary`). One ``.cpp``
-file per kernel (``homotopy``, ``cd`` with its active-set solve in ``cd_active_set.h``, ``omp``,
+descent (:mod:`sparsecode.solvers.cd`), FISTA's working sets (:mod:`sparsecode.solvers.working_set`),
+orthogonal matching pursuit (:mod:`sparsecode.solvers.greedy`) and the dictionary's block-coordinate sweep
+(:func:`sparsecode.dictionary.update_dictionary`). One ``.cpp`` file per kernel (``homotopy``, ``cd`` with
+its active-set solve in ``cd_active_set.h``, ``fista``, which polishes with that active set, ``omp``,
 ``dictionary``), ``common.h`` for what they share and
 ``module.cpp`` for the Python bindings; ninja compiles the files in parallel. The build needs a C++
 compiler and ninja and takes about a minute; ``python -m sparsecode.build_kernels`` runs it ahead of time.
@@ -159,7 +160,8 @@ def load_kernels(directory: str | os.PathLike[str] = KERNEL_DIR) -> ModuleType:
     Returns
     -------
     module : ModuleType
-        The extension module, with ``lasso_path``, ``cyclic_cd``, ``batch_omp`` and ``bcd_sweep``.
+        The extension module, with ``lasso_path``, ``cyclic_cd``, ``fista_working_sets``, ``batch_omp`` and
+        ``bcd_sweep``.
 
     Raises
     ------
@@ -195,8 +197,8 @@ def load_kernels(directory: str | os.PathLike[str] = KERNEL_DIR) -> ModuleType:
 
 @lru_cache(maxsize=1)
 def compiled_kernels() -> ModuleType | None:
-    """The extension module (``lasso_path``, ``cyclic_cd``, ``batch_omp``, ``bcd_sweep``), or None where it is
-    disabled or cannot be built.
+    """The extension module (``lasso_path``, ``cyclic_cd``, ``fista_working_sets``, ``batch_omp``, ``bcd_sweep``),
+    or None where it is disabled or cannot be built.
 
     Returns
     -------

@@ -96,27 +96,6 @@ void anderson(const T* c0, const T* G, int64_t m, T alpha, bool positive, const 
 }
 
 template <typename T>
-T soft(T t, T alpha, bool positive) {
-  return positive ? std::max(t - alpha, T(0)) : (t > alpha ? t - alpha : (t < -alpha ? t + alpha : T(0)));
-}
-
-// Gap of the codes supported in idx[0..k) (all coordinates when idx is null) from q on those coordinates;
-// dual is the largest (signed if positive) correlation the dual point must scale to alpha.
-template <typename T>
-T gram_gap(const T* c0, const T* z, const T* q, const int64_t* idx, int64_t k, T xx, T alpha, bool positive,
-           T& s) {
-  T zc0 = 0, zq = 0, l1 = 0, dual = 0;
-  for (int64_t p = 0; p < k; ++p) {
-    const int64_t j = idx ? idx[p] : p;
-    zc0 += z[j] * c0[j];
-    zq += z[j] * q[j];
-    l1 += std::abs(z[j]);
-    dual = std::max(dual, positive ? q[j] : std::abs(q[j]));
-  }
-  return gram_form_gap(xx, zc0, zq, l1, dual, alpha, s);
-}
-
-template <typename T>
 int64_t cd_sample(const T* c0, const T* G, int64_t m, T alpha, bool positive, int64_t max_sweeps, T tol, T xx,
                   T* z, CdWork<T>& W, int8_t& converged) {
   T* q = W.q.data();

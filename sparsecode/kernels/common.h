@@ -38,6 +38,28 @@ T gram_form_gap(T xx, T zc0, T zq, T l1, T dual, T alpha, T& s) {
   return std::max(T(0.5) * (1 - s) * (1 - s) * r2 + alpha * l1 - s * zq, T(0));
 }
 
+// Gap of the codes supported in idx[0..k) (all coordinates when idx is null) from q on those coordinates;
+// dual is the largest (signed if positive) correlation the dual point must scale to alpha.
+template <typename T>
+T gram_gap(const T* c0, const T* z, const T* q, const int64_t* idx, int64_t k, T xx, T alpha, bool positive,
+           T& s) {
+  T zc0 = 0, zq = 0, l1 = 0, dual = 0;
+  for (int64_t p = 0; p < k; ++p) {
+    const int64_t j = idx ? idx[p] : p;
+    zc0 += z[j] * c0[j];
+    zq += z[j] * q[j];
+    l1 += std::abs(z[j]);
+    dual = std::max(dual, positive ? q[j] : std::abs(q[j]));
+  }
+  return gram_form_gap(xx, zc0, zq, l1, dual, alpha, s);
+}
+
+// The soft-thresholding (shrinkage) of t by alpha; with positive, onto z >= 0
+template <typename T>
+T soft(T t, T alpha, bool positive) {
+  return positive ? std::max(t - alpha, T(0)) : (t > alpha ? t - alpha : (t < -alpha ? t + alpha : T(0)));
+}
+
 // homotopy.cpp
 std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, double alpha,
                                       bool positive, int64_t max_steps, int64_t kmax, bool lar, int64_t max_active,
@@ -45,6 +67,10 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::
 // cd.cpp
 std::vector<torch::Tensor> cyclic_cd(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, torch::Tensor Z,
                                      double alpha, bool positive, int64_t max_sweeps, double tol);
+// fista.cpp
+std::vector<torch::Tensor> fista_working_sets(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, torch::Tensor Z,
+                                              double alpha, bool positive, double L, int64_t max_iter, double tol,
+                                              int64_t check_every, bool momentum, bool restart);
 // omp.cpp
 std::vector<torch::Tensor> batch_omp(torch::Tensor X, torch::Tensor D, torch::Tensor C0, torch::Tensor G,
                                      int64_t k);
