@@ -18,10 +18,11 @@ class ActiveSet {
  public:
   explicit ActiveSet(int64_t m) : in_(m, 0), S_(m), order_(m), sign_(m), y_(m) {}
 
-  // z and q (q = c0 - z G) on w[0..ws) are updated in place, z's non-zeros there the warm start, z zero off w.
-  // Returns true where z is the exact solution on w (no violator left) within max_steps steps. Otherwise (steps
-  // spent, or rounding stops the progress) z is the last iterate and q is stale: its energy is no higher than
-  // the start's, except for the atoms of a linearly dependent start support, set to zero.
+  // z on w[0..ws) is updated in place, its non-zeros there the warm start, z zero off w; q is scratch (the
+  // correlations c0 - z G off the support, where violators are looked for: the caller recomputes them). Returns
+  // true where z is the exact solution on w (no violator left) within max_steps steps. Otherwise (steps spent,
+  // or rounding stops the progress) z is the last iterate: its energy is no higher than the start's, except for
+  // the atoms of a linearly dependent start support, set to zero.
   bool solve(const T* c0, const T* G, int64_t m, T alpha, bool positive, const int64_t* w, int64_t ws, T* z,
              T* q, int64_t max_steps) {
     G_ = G, m_ = m, w_ = w, ld_ = ws, k_ = 0;
@@ -79,12 +80,31 @@ class ActiveSet {
         remove(leave);
         continue;
       }
-      for (int64_t p = 0; p < ws; ++p) q[w[p]] = c0[w[p]];
-      for (int64_t r = 0; r < k_; ++r) {
-        const int64_t j = w[S_[r]];
-        const T* row = G + j * m;
-        for (int64_t p = 0; p < ws; ++p) q[w[p]] -= z[j] * row[w[p]];
+      // q off S (on S, q = alpha sign at z = y): c0 less the rows of S's atoms, eight at a time (each column's
+      // index read once per eight), gathered at the atoms off S (listed in order_, summed in y_: both scratch)
+      int64_t nf = 0;
+      for (int64_t p = 0; p < ws; ++p)
+        if (!in_[p]) order_[nf++] = w[p];
+      const int64_t* __restrict off = order_.data();
+      T* __restrict acc = y_.data();
+      for (int64_t f = 0; f < nf; ++f) acc[f] = c0[off[f]];
+      int64_t r = 0;
+      for (; r + 8 <= k_; r += 8) {
+        const T* g[8];
+        T zr[8];
+        for (int i = 0; i < 8; ++i) g[i] = G + w[S_[r + i]] * m, zr[i] = z[w[S_[r + i]]];
+        for (int64_t f = 0; f < nf; ++f) {
+          const int64_t j = off[f];
+          acc[f] -= (zr[0] * g[0][j] + zr[1] * g[1][j] + zr[2] * g[2][j] + zr[3] * g[3][j]) +
+                    (zr[4] * g[4][j] + zr[5] * g[5][j] + zr[6] * g[6][j] + zr[7] * g[7][j]);
+        }
       }
+      for (; r < k_; ++r) {
+        const T* g0 = G + w[S_[r]] * m;
+        const T z0 = z[w[S_[r]]];
+        for (int64_t f = 0; f < nf; ++f) acc[f] -= z0 * g0[off[f]];
+      }
+      for (int64_t f = 0; f < nf; ++f) q[off[f]] = acc[f];
       // the violators of |q_j| <= alpha join, largest first, with the signs of their q_j
       const auto violation = [&](int64_t p) { return positive ? q[w[p]] : std::abs(q[w[p]]); };
       int64_t nv = 0;
@@ -117,12 +137,9 @@ class ActiveSet {
     T d = row[w_[p]];
     for (int64_t r = 0; r < k_; ++r) {
       const T* Lr = L_.data() + r * ld_;
-      T acc = row[w_[S_[r]]];
-      for (int64_t t = 0; t < r; ++t) acc -= Lr[t] * Lk[t];
-      Lk[r] = acc / Lr[r];
-      d -= Lk[r] * Lk[r];
+      Lk[r] = (row[w_[S_[r]]] - dot(Lr, Lk, r)) / Lr[r];
     }
-    return d;
+    return d - dot(Lk, Lk, k_);
   }
 
   // appends position p of w (sign s) to S and its row to the Cholesky factor; false (S unchanged) where the
@@ -143,11 +160,8 @@ class ActiveSet {
   bool ray(int64_t p, T s, T excess, T* z) {
     const T d = std::max(project(p), T(0));
     const T* L = L_.data();
-    for (int64_t r = k_ - 1; r >= 0; --r) {  // y = G_SS^-1 G_Sp
-      T acc = L[k_ * ld_ + r];
-      for (int64_t t = r + 1; t < k_; ++t) acc -= L[t * ld_ + r] * y_[t];
-      y_[r] = acc / L[r * ld_ + r];
-    }
+    std::copy(L + k_ * ld_, L + k_ * ld_ + k_, y_.begin());  // y = G_SS^-1 G_Sp
+    back_substitute();
     T tau = d > 0 ? excess / d : std::numeric_limits<T>::infinity();
     int64_t leave = -1;
     for (int64_t r = 0; r < k_; ++r) {
@@ -186,15 +200,19 @@ class ActiveSet {
   // y = G_SS^-1 (c0_S - alpha sign_S) from the factor
   void solve_support(const T* c0, T alpha) {
     const T* L = L_.data();
-    for (int64_t r = 0; r < k_; ++r) {
-      T acc = c0[w_[S_[r]]] - alpha * sign_[r];
-      for (int64_t t = 0; t < r; ++t) acc -= L[r * ld_ + t] * y_[t];
-      y_[r] = acc / L[r * ld_ + r];
-    }
+    for (int64_t r = 0; r < k_; ++r)
+      y_[r] = (c0[w_[S_[r]]] - alpha * sign_[r] - dot(L + r * ld_, y_.data(), r)) / L[r * ld_ + r];
+    back_substitute();
+  }
+
+  // y <- L^-T y, by columns of L^T (rows of L: contiguous)
+  void back_substitute() {
+    const T* L = L_.data();
+    T* __restrict y = y_.data();
     for (int64_t r = k_ - 1; r >= 0; --r) {
-      T acc = y_[r];
-      for (int64_t t = r + 1; t < k_; ++t) acc -= L[t * ld_ + r] * y_[t];
-      y_[r] = acc / L[r * ld_ + r];
+      const T* __restrict Lr = L + r * ld_;
+      const T yr = y[r] /= Lr[r];
+      for (int64_t t = 0; t < r; ++t) y[t] -= yr * Lr[t];
     }
   }
 

@@ -1,12 +1,14 @@
-// lasso_path: the lasso homotopy (LARS-lasso), one sample per task: the path of the batched torch
-// version in solvers/homotopy.py without its per-step dispatch cost. For each sample, from the correlations
-// c = x D^T and the Gram matrix G = D D^T, the path keeps the active set A (compact slots 0..k-1), its
-// signs s, the coefficients z_A, M = inverse(G_AA) and the direction d = M s, and moves lambda down by gamma
-// until the next event: an atom joins, an atom leaves, or lambda reaches alpha. A step costs O(k^2) for M
-// (its upper triangle: bordering on a join, a rank-one downdate on a leave; d follows in O(k)) and
-// O(k (m - k)) for the correlations of the inactive atoms: on the active ones c_A = lambda s_A holds by
-// construction and is not tracked. In float64 whatever the data: float32 loses digits in proportion to the
-// conditioning of G_AA.
+// lasso_path: the lasso homotopy (LARS-lasso), one sample per task: the path of the batched torch version in
+// solvers/homotopy.py without its per-step dispatch cost. For each sample, from the correlations c = x D^T and
+// the Gram matrix G = D D^T, the path keeps the active set A (compact slots 0..k-1), its signs s, the
+// coefficients z_A, M = inverse(G_AA) and the direction d = M s, and moves lambda down by gamma until the next
+// event: an atom joins, an atom leaves, or lambda reaches alpha. A step costs O(k^2) for M (its upper triangle:
+// bordering on a join, a rank-one downdate on a leave; d follows in O(k)) and O(k (m - k)) for the correlations
+// of the inactive atoms: on the active ones c_A = lambda s_A holds by construction and is not tracked. Those k
+// (m - k) entries of G are kept in a compact copy, Gi, a row per active atom and a column per inactive one,
+// updated in O(m) per event: the product streams through it in order, where reading the rows of G (2 MB in
+// float64 for 512 atoms, a core's L2 cache) took 1.4x as long. In float64 whatever the data: float32 loses
+// digits in proportion to the conditioning of G_AA.
 
 #include "common.h"
 
@@ -32,12 +34,17 @@ int64_t first_max(const T* h, int64_t n, T& best) {
 
 struct Path {
   int64_t m, kmax, k = 0;
-  std::vector<T> c, a, h, M, s, z, d, b, g;
+  // c, a and h are kept per inactive atom, in the order of the list inactive (contiguous, vectorised loops), and
+  // so are the rows of Gi: row p holds G_{idx[p], inactive}, stride m (in cache where G is not: the step's
+  // product a = d G_{A, inactive} reads only these k (m - k) entries of G, in order)
+  std::vector<T> c, a, h, Gi, M, s, z, d, b, g;
   std::vector<int64_t> idx, inactive, where;  // where: each atom's place in inactive (-1: active or left out)
 
   Path(int64_t m_, int64_t kmax_)
-      : m(m_), kmax(kmax_), c(m_), a(m_), h(m_), M(kmax_ * kmax_), s(kmax_), z(kmax_), d(kmax_), b(kmax_),
-        g(kmax_), idx(kmax_), inactive(m_), where(m_) {}
+      : m(m_), kmax(kmax_), c(m_), a(m_), h(m_), Gi(kmax_ * m_), M(kmax_ * kmax_), s(kmax_), z(kmax_), d(kmax_),
+        b(kmax_), g(kmax_), idx(kmax_), inactive(m_), where(m_) {}
+
+  int64_t free_count() const { return static_cast<int64_t>(inactive.size()); }
 
   void reset(const T* c0) {
     std::copy(c0, c0 + m, c.begin());
@@ -50,10 +57,17 @@ struct Path {
   // and product reads half of it
   void symv(const T* x, T* y) const {
     std::fill(y, y + k, T(0));
-    for (int64_t p = 0; p < k; ++p) {
-      const T* row = &M[p * kmax];
-      y[p] += dot(row + p, x + p, k - p);
-      for (int64_t q = p + 1; q < k; ++q) y[q] += row[q] * x[p];
+    for (int64_t p = 0; p < k; ++p) {  // one pass over row p: its dot with x and its part of the column
+      const T* __restrict row = &M[p * kmax];
+      T* __restrict yy = y;
+      const T xp = x[p];
+      T part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sum = row[p] * xp;
+      int64_t q = p + 1;
+      for (; q + 8 <= k; q += 8)
+        for (int r = 0; r < 8; ++r) part[r] += row[q + r] * x[q + r], yy[q + r] += row[q + r] * xp;
+      for (; q < k; ++q) sum += row[q] * x[q], yy[q] += row[q] * xp;
+      for (int r = 0; r < 8; ++r) sum += part[r];
+      y[p] += sum;
     }
   }
 
@@ -85,24 +99,29 @@ struct Path {
     s[k] = sign;
     z[k] = 0;
     exclude(j);
+    T* row = &Gi[k * m];
+    const int64_t nf = free_count();
+    for (int64_t f = 0; f < nf; ++f) row[f] = gj[inactive[f]];
     ++k;
     return true;
   }
 
   // j leaves the list of inactive atoms: it joined, or it stays out of the path for good (an atom that the
   // active ones (nearly) span: as lars_path drops a degenerate regressor; the gap tells whether the code
-  // reached the optimum all the same)
+  // reached the optimum all the same). The last of the list takes its place.
   void exclude(int64_t j) {
-    const int64_t at = where[j], last = inactive.back();
+    const int64_t at = where[j], end = free_count() - 1, last = inactive[end];
     inactive[at] = last;
     where[last] = at;
+    c[at] = c[end];
+    for (int64_t p = 0; p < k; ++p) Gi[p * m + at] = Gi[p * m + end];
     inactive.pop_back();
     where[j] = -1;
   }
 
   // M <- M - M_q M_q^T / M_qq and d <- d - M_q d_q / M_qq, then the last slot moves into slot q; the atom
-  // leaves at the level lam, where its correlation is lam s_q.
-  int64_t leave(int64_t q, T lam) {
+  // leaves at the level lam, where its correlation is lam s_q, to the end of the list of inactive atoms.
+  int64_t leave(const T* G, int64_t q, T lam) {
     const T piv = M[q * kmax + q], fd = d[q] / piv;
     for (int64_t p = 0; p < k; ++p) b[p] = p < q ? M[p * kmax + q] : M[q * kmax + p];
     for (int64_t p = 0; p < k; ++p) {
@@ -111,40 +130,46 @@ struct Path {
       for (int64_t r = p; r < k; ++r) row[r] -= f * b[r];
       d[p] -= fd * b[p];
     }
-    const int64_t atom = idx[q], last = k - 1;
-    c[atom] = lam * s[q];
+    const int64_t atom = idx[q], last = k - 1, at = free_count();
+    c[at] = lam * s[q];
     if (q != last) {  // row and column q take those of the last slot, in the upper triangle
       for (int64_t r = 0; r < q; ++r) M[r * kmax + q] = M[r * kmax + last];
       for (int64_t r = q + 1; r < last; ++r) M[q * kmax + r] = M[r * kmax + last];
       M[q * kmax + q] = M[last * kmax + last];
+      std::copy(&Gi[last * m], &Gi[last * m] + at, &Gi[q * m]);
       idx[q] = idx[last];
       s[q] = s[last];
       z[q] = z[last];
       d[q] = d[last];
     }
-    where[atom] = static_cast<int64_t>(inactive.size());
-    inactive.push_back(atom);
     --k;
+    const T* ga = G + atom * m;
+    for (int64_t p = 0; p < k; ++p) Gi[p * m + at] = ga[idx[p]];
+    where[atom] = at;
+    inactive.push_back(atom);
     return atom;
   }
 
-  // whether the inactive atoms are few (dense codes): then the per-atom loops go over their list, else over
-  // every atom in order (contiguous, vectorised)
-  bool few() const { return 4 * static_cast<int64_t>(inactive.size()) < m; }
-
-  // a = G_{.A} d on the inactive atoms: the active rows of G in turn while the inactive atoms are many,
-  // a gathered dot product per inactive atom once they are few
-  void correlations_step(const T* G, bool few) {
-    const int64_t nf = static_cast<int64_t>(inactive.size());
-    if (few) {
-      for (int64_t f = 0; f < nf; ++f) a[inactive[f]] = dot(d.data(), G + inactive[f] * m, k, idx.data());
-      return;
+  // a = d G_{A, inactive}: eight rows of Gi at a time (a is loaded and stored once per eight)
+  void correlations_step() {
+    const int64_t nf = free_count();
+    T* __restrict out = a.data();
+    std::fill(out, out + nf, T(0));
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8) {
+      const T* __restrict r0 = &Gi[p * m];
+      const T *__restrict r1 = r0 + m, *__restrict r2 = r1 + m, *__restrict r3 = r2 + m;
+      const T *__restrict r4 = r3 + m, *__restrict r5 = r4 + m, *__restrict r6 = r5 + m, *__restrict r7 = r6 + m;
+      const T d0 = d[p], d1 = d[p + 1], d2 = d[p + 2], d3 = d[p + 3];
+      const T d4 = d[p + 4], d5 = d[p + 5], d6 = d[p + 6], d7 = d[p + 7];
+      for (int64_t f = 0; f < nf; ++f)
+        out[f] += (d0 * r0[f] + d1 * r1[f] + d2 * r2[f] + d3 * r3[f]) +
+                  (d4 * r4[f] + d5 * r5[f] + d6 * r6[f] + d7 * r7[f]);
     }
-    std::fill(a.begin(), a.end(), T(0));
-    for (int64_t q = 0; q < k; ++q) {
-      const T dq = d[q];
-      const T* row = G + idx[q] * m;
-      for (int64_t j = 0; j < m; ++j) a[j] += dq * row[j];
+    for (; p < k; ++p) {
+      const T* __restrict r0 = &Gi[p * m];
+      const T d0 = d[p];
+      for (int64_t f = 0; f < nf; ++f) out[f] += d0 * r0[f];
     }
   }
 };
@@ -153,8 +178,9 @@ struct Path {
 // lars_path does (after a sign flip that atom may have passed the level while it waited).
 bool largest_inactive(const Path& P, bool positive, int64_t& j, T& lam) {
   T best = -1;
-  for (const int64_t l : P.inactive) {
-    const T v = positive ? P.c[l] : std::abs(P.c[l]);
+  for (int64_t f = 0; f < P.free_count(); ++f) {
+    const T v = positive ? P.c[f] : std::abs(P.c[f]);
+    const int64_t l = P.inactive[f];
     if (v > best || (v == best && l < j)) best = v, j = l;
   }
   if (best < 0) return false;
@@ -205,29 +231,33 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
   status = 0;
   while (step < max_steps) {
     ++step;
-    const int64_t k = P.k;
-    const bool few = P.few();
-    P.correlations_step(G, few);
-    // the first atom to join maximises the inverse join time (1 - side a) / (lam - side c), side its sign
+    const int64_t k = P.k, nf = P.free_count();
+    P.correlations_step();
+    // the first atom to join maximises the inverse join time (1 - side a) / (lam - side c), side its sign; by
+    // its place f in the list of inactive atoms, and among equal times the atom of lowest index
     T best = 0;
     int64_t jbest = -1;
-    const auto rate = [&](int64_t j, T side) {
-      return (1 - side * P.a[j]) / std::max(lam - side * P.c[j], tiny);
+    const auto rate = [&](int64_t f, T side) {
+      return (1 - side * P.a[f]) / std::max(lam - side * P.c[f], tiny);
     };
-    const auto consider = [&](int64_t j, T h) {
-      if (h > best || (h == best && h > 0 && j < jbest)) best = h, jbest = j;
+    const auto consider = [&](int64_t f, T h) {
+      if (h > best || (h == best && h > 0 && P.inactive[f] < P.inactive[jbest])) best = h, jbest = f;
     };
-    const auto either = [&](int64_t j) { return positive ? rate(j, 1) : std::max(rate(j, 1), rate(j, -1)); };
-    if (few) {
-      for (const int64_t j : P.inactive)
-        if (j != banned) consider(j, either(j));
-    } else {  // every atom at once (vectorised), the active ones at 0, then the first maximum
+    const auto either = [&](int64_t f) { return positive ? rate(f, 1) : std::max(rate(f, 1), rate(f, -1)); };
+    {  // every inactive atom at once (vectorised), then the first maximum and its ties
       T* h = P.h.data();
-      for (int64_t j = 0; j < m; ++j) h[j] = P.where[j] >= 0 ? either(j) : T(0);
-      if (banned >= 0) h[banned] = 0;
-      jbest = first_max(h, m, best);
+      for (int64_t f = 0; f < nf; ++f) h[f] = either(f);
+      if (banned >= 0) h[P.where[banned]] = 0;
+      jbest = first_max(h, nf, best);
+      int64_t ties = 0;  // (counted first: a vectorised pass, where ties are rare)
+      for (int64_t f = jbest + 1; jbest >= 0 && f < nf; ++f) ties += h[f] == best;
+      for (int64_t f = jbest + 1; ties > 0 && f < nf; ++f)
+        if (h[f] == best && P.inactive[f] < P.inactive[jbest]) jbest = f;
     }
-    if (banned >= 0 && banned_side != 0 && !positive) consider(banned, rate(banned, -banned_side));
+    if (banned >= 0 && banned_side != 0 && !positive) {
+      const int64_t f = P.where[banned];
+      consider(f, rate(f, -banned_side));
+    }
     const T g_join = jbest >= 0 ? T(1) / best : inf;
     T g_leave = inf;
     int64_t qbest = -1;
@@ -249,11 +279,7 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
     }
     const T gamma = std::min(std::min(g_join, g_leave), g_stop);
     for (int64_t q = 0; q < k; ++q) P.z[q] += gamma * P.d[q];
-    if (few) {
-      for (const int64_t j : P.inactive) P.c[j] -= gamma * P.a[j];
-    } else {  // the active entries are left meaningless (see leave)
-      for (int64_t j = 0; j < m; ++j) P.c[j] -= gamma * P.a[j];
-    }
+    for (int64_t f = 0; f < nf; ++f) P.c[f] -= gamma * P.a[f];
     lam -= gamma;
     if (flipped) P.direction();
     banned = -1;
@@ -268,18 +294,22 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
     }
     if (g_leave < g_join) {
       banned_side = P.s[qbest];
-      banned = P.leave(qbest, lam);
+      banned = P.leave(G, qbest, lam);
     } else if (flipped) {
-      banned = jbest;
-    } else if (lar && !largest_inactive(P, positive, jbest, lam)) {
-      status = -1;
-      break;
-    } else if (P.k == kmax || !P.join(G, jbest, positive || P.c[jbest] >= 0 ? T(1) : T(-1))) {
-      if (lar) {
+      banned = jbest >= 0 ? P.inactive[jbest] : -1;
+    } else {
+      int64_t atom = P.inactive[jbest];
+      if (lar && !largest_inactive(P, positive, atom, lam)) {
         status = -1;
         break;
       }
-      P.exclude(jbest);  // (nearly) a combination of the active atoms
+      if (P.k == kmax || !P.join(G, atom, positive || P.c[P.where[atom]] >= 0 ? T(1) : T(-1))) {
+        if (lar) {
+          status = -1;
+          break;
+        }
+        P.exclude(atom);  // (nearly) a combination of the active atoms
+      }
     }
   }
   return step;

@@ -43,20 +43,23 @@ def solve_lasso(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty
     """Dispatch to a solver by name; ``"auto"`` picks the fastest for the problem.
 
     ``"auto"`` is the homotopy for the plain lasso (:class:`~sparsecode.penalties.L1` without weights,
-    ``alpha > 0``) from zero: each sample takes about as many steps as its code has non-zeros, where FISTA
-    needs hundreds of iterations to settle the support of codes in a coherent dictionary
-    (``benchmarks/bench_encode.py``: 20,000 patches, 256 atoms, float32 on the CPU, about 3x faster than
-    FISTA with support polishing). It is the homotopy whatever the size, the expected support and the
-    conditioning, because no crossover was measured: on the regime grid (``bench_encode.py --grid``: 500
-    8x8 patches, learned, Gaussian and strongly coherent dictionaries 1x and 4x overcomplete, unit-norm and
-    whitened inputs, 5%, 30% and 90% non-zeros, float32, one thread) the homotopy took 0.34-0.85x the time
-    of SPAMS' ``lasso`` on every cell, and coordinate descent (``"cd"``) 1.7x to 70x the homotopy's time
-    (slowest on coherent atoms, where it also stops above ``tol`` with dense codes); the closest cells,
-    Gaussian atoms on 16x16 patches with 30-50% non-zeros, are ties (``"cd"`` at 0.99-1.2x the homotopy's
-    time). With ``alpha=0`` and no sign constraint it is the exact least-squares solution
+    ``alpha > 0``) from zero: each sample takes about as many steps as its code has non-zeros, where FISTA needs
+    hundreds of iterations to settle the support of codes in a coherent dictionary (``benchmarks/bench_encode.py``:
+    20,000 patches, 256 atoms, float32 on the CPU, about 3x faster than FISTA with support polishing). It is the
+    homotopy whatever the size, the expected support and the conditioning, because no crossover was measured that
+    these predict: on the regime grid (``bench_encode.py --grid``: 500 8x8 patches, learned, Gaussian and strongly
+    coherent dictionaries 1x and 4x overcomplete, unit-norm inputs, 5%, 30% and 90% non-zeros, float32, one thread)
+    the homotopy took 0.31-0.9x the time of SPAMS' ``lasso`` on every cell, and coordinate descent (``"cd"``) 1.6x
+    to 4x the homotopy's time (up to 70x on whitened inputs; slowest on coherent atoms, where it also stops above
+    ``tol`` with dense codes). On 16x16 patches (256 features, 1x and 2x overcomplete, unit-norm inputs, 30% and
+    90% non-zeros) the homotopy took 0.25-1.0x SPAMS' time; ``"cd"`` is faster only with 30% non-zeros on Gaussian
+    atoms (0.7-1.0x the homotopy's time) and ties on coherent ones 2x overcomplete (0.9-1.0x), slower on learned
+    atoms with the same sizes and supports (1.4-2.1x) and on every kind with 90% non-zeros (1.4-3.9x): the
+    crossover follows the atoms' coherence, which the sizes and the expected support do not tell. With ``alpha=0``
+    and no sign constraint it is the exact least-squares solution
     (:func:`~sparsecode.solvers.greedy.least_squares`). With a warm start (``z0``), per-unit weights, group
-    penalties, ``alpha=0`` with ``positive`` or FISTA's own options (``L``, ``check_every``, ...) it is
-    FISTA, polishing supports under L1 penalties.
+    penalties, ``alpha=0`` with ``positive`` or FISTA's own options (``L``, ``check_every``, ...) it is FISTA,
+    polishing supports under L1 penalties.
 
     scikit-learn's names run on the engine too: ``"lasso_lars"`` is the homotopy, ``"lasso_cd"`` cyclic
     coordinate descent (``"cd"``; ``"cod"`` is greedy coordinate descent); ``"omp"`` and ``"lars"`` give

@@ -21,14 +21,15 @@ drops a degenerate regressor, and the duality gap at the end tells whether the c
 
 On the CPU each sample follows its path in compiled code (``sparsecode/kernels/homotopy.cpp``, samples in
 parallel over torch's threads), in float64 whatever the data's dtype (a float32 path loses digits in
-proportion to the conditioning of the active Gram matrix), at :math:`O(k^2)` per step for
-:math:`G_{AA}^{-1}` (bordering on a join, a rank-one downdate on a leave; ``d`` follows in :math:`O(k)`) and
-:math:`O(k(m - k))` for the correlations of the inactive atoms (:math:`c_A = \lambda s_A` holds by
-construction), and measures each code's duality gap as it arrives, from the Gram form. Elsewhere, or where
-that cannot be built, the batch takes its steps together in torch: ``a`` is a weighted sum of the active
-rows of ``G`` (``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is updated by
-the same rank-one formulas, held in slots padded to the largest active set so that joins and leaves are
-masked updates; samples that have arrived leave the batch. A sample whose path ran out of steps or whose
+proportion to the conditioning of the active Gram matrix), at :math:`O(k^2)` per step for :math:`G_{AA}^{-1}`
+(bordering on a join, a rank-one downdate on a leave; ``d`` follows in :math:`O(k)`) and :math:`O(k(m - k))`
+for the correlations of the inactive atoms (:math:`c_A = \lambda s_A` holds by construction; the entries of
+:math:`G` they read, active rows and inactive columns, are kept in a compact copy that follows the events, in
+cache where :math:`G` is not), and measures each code's duality gap as it arrives, from the Gram form.
+Elsewhere, or where that cannot be built, the batch takes its steps together in torch: ``a`` is a weighted sum
+of the active rows of ``G`` (``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is
+updated by the same rank-one formulas, held in slots padded to the largest active set so that joins and leaves
+are masked updates; samples that have arrived leave the batch. A sample whose path ran out of steps or whose
 gap is above ``tol`` (rounding accumulates along the path; an atom left out) is finished from where the path
 left it, by coordinate descent where its compiled kernel runs (its exact working-set solve), else by FISTA.
 """

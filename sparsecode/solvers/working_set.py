@@ -36,12 +36,12 @@ On the CPU the same rounds run per sample in compiled code (:func:`compiled_work
 dispatch, so no sample leaves; the inner gradient is summed over the iterate's non-zeros; FISTA's momentum
 carries over rounds that change neither :math:`W` nor the codes; and the polishing is the exact solution of
 the lasso restricted to the iterate's support (the active-set method of ``cd_active_set.h`` on the support
-only: units may leave it, none joins), tried at every round and every inner check where the signs changed
-and kept where the energy falls. On dense codes in strongly coherent atoms (supports with condition numbers
-near :math:`10^5`) FISTA alone needs about :math:`10^4` iterations (its signs are all right only after
-3000-10000), and the sign-fixed solve above fails while a few signs are still wrong: the kernel converges
-there in 100-200 iterations, the torch path (these rounds, then plain FISTA) does not within the default
-``max_iter=1000``.
+only: units may leave it, none joins, ``n_support/4 + 16`` steps at most), tried at every round and every
+inner check where the signs changed since the last polish and kept where the energy falls. On dense codes
+in strongly coherent atoms (supports with condition numbers near :math:`10^5`) FISTA alone needs about
+:math:`10^4` iterations (its signs are all right only after 3000-10000), and the sign-fixed solve above
+fails while a few signs are still wrong: the kernel converges there in 100-200 iterations, the torch path
+(these rounds, then plain FISTA) does not within the default ``max_iter=1000``.
 """
 
 from __future__ import annotations

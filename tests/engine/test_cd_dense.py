@@ -97,3 +97,17 @@ def test_cd_from_a_dense_warm_start_on_more_atoms_than_features():
     z0 = torch.tensor(np.random.RandomState(3).randn(X.shape[0], 64))
     Z = _solve(X, D, False, torch.float64, tol=1e-10, z0=z0).code.numpy()
     assert _kkt_violation(X, Z, D, ALPHA, False) < 1e-6
+
+
+def test_cd_on_dense_codes_in_a_numerically_rank_deficient_overcomplete_dictionary():
+    """Twice as many atoms as features, their spectrum decaying as that of image patches (condition number 1e3):
+    the supports reach the rank, where violators lie in the span of the support (the support solve swaps them
+    in)."""
+    rng = np.random.RandomState(4)
+    D = rng.randn(2 * N_FEATURES, N_FEATURES) * np.logspace(0, -3, N_FEATURES)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.randn(10, N_FEATURES)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Z = _solve(X, D, False, torch.float64, tol=1e-10).code.numpy()
+    assert (Z != 0).sum(1).mean() >= 0.9 * N_FEATURES
+    assert _kkt_violation(X, Z, D, ALPHA, False) < 1e-6

@@ -99,3 +99,25 @@ def test_zero_atoms_and_zero_rows():
     res = _fista(X, D, 1.0, torch.float64, z0=torch.ones(2, 4, dtype=torch.float64))
     assert bool(res.converged.all())
     assert torch.equal(res.code, torch.tensor([[1.0, 0.0, -2.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64))
+
+
+def _smooth_centred(seed=0, n=8, p=64):
+    """p centred unit atoms (rank p - 1: their Gram matrix is singular) with a decaying spectrum, like learned
+    patches, and centred unit signals of the same kind: dense codes whose supports are near-singular."""
+    rng = np.random.RandomState(seed)
+    basis = np.linalg.qr(rng.randn(p, p))[0] * np.exp(-np.arange(p) / 32.0)
+    D, X = rng.randn(p, p) @ basis.T, rng.randn(n, p) @ basis.T
+    D, X = D - D.mean(1, keepdims=True), X - X.mean(1, keepdims=True)
+    return X / np.linalg.norm(X, axis=1, keepdims=True), D / np.linalg.norm(D, axis=1, keepdims=True)
+
+
+def test_kkt_on_dense_codes_in_near_singular_atoms():
+    X, D = _smooth_centred()
+    alpha = _alpha(X, D, 0.003)
+    res = _fista(X, D, alpha, torch.float64, tol=1e-10)
+    assert bool(res.converged.all()) and res.n_iter < 1000
+    assert float((res.code != 0).sum(1).float().mean()) >= 0.8 * D.shape[0]
+    _assert_kkt(torch.tensor(X), res.code, torch.tensor(D), alpha, False, atol=1e-5 * alpha)
+    # a warm start at the optimum takes no iteration (its one polish may only round it)
+    again = _fista(X, D, alpha, torch.float64, z0=res.code, tol=1e-10)
+    assert again.n_iter == 0 and torch.allclose(again.code, res.code, atol=1e-10)
