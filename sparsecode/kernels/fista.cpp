@@ -185,8 +185,7 @@ int64_t restricted_fista(const T* c0, const T* G, int64_t m, T xx, T alpha, bool
 
 template <typename T>
 int64_t fista_sample(const T* c0, const T* G, int64_t m, T xx, T alpha, bool positive, T L, int64_t max_iter, T tol,
-                     int64_t check_every, bool momentum, bool restart, T* z, FistaWork<T>& W, int8_t& converged,
-                     T& rel) {
+                     int64_t check_every, bool momentum, bool restart, T* z, FistaWork<T>& W, int8_t& converged) {
   T* q = W.q.data();
   const T scale = std::max(T(0.5) * xx, std::numeric_limits<T>::min());
   const T slack = 16 * std::numeric_limits<T>::epsilon() * xx;  // raises 2 gap against rounding
@@ -200,7 +199,6 @@ int64_t fista_sample(const T* c0, const T* G, int64_t m, T xx, T alpha, bool pos
     block_correlations(G, m, c0, m, z, q);
     bool moved = polish(G, m, c0, alpha, positive, m, static_cast<const int64_t*>(nullptr), z, q, W);
     const T gap = gram_gap(c0, z, q, static_cast<const int64_t*>(nullptr), m, xx, alpha, positive, s);
-    rel = gap / scale;
     if (gap <= tol * scale) {
       converged = 1;
       break;
@@ -245,7 +243,7 @@ int64_t fista_sample(const T* c0, const T* G, int64_t m, T xx, T alpha, bool pos
 
 // C0 = X D^T (n, m), G = D D^T (m, m), xx = row norms of X squared (n,), Z (n, m) the warm start, updated in
 // place; all contiguous CPU tensors of one floating dtype. L caps the restricted bounds (inf when unknown).
-// Returns (iterations, converged, relative gap) per sample.
+// Returns (iterations, converged) per sample.
 std::vector<torch::Tensor> fista_working_sets(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, torch::Tensor Z,
                                               double alpha, bool positive, double L, int64_t max_iter, double tol,
                                               int64_t check_every, bool momentum, bool restart) {
@@ -255,7 +253,6 @@ std::vector<torch::Tensor> fista_working_sets(torch::Tensor C0, torch::Tensor G,
   const int64_t n = C0.size(0), m = C0.size(1);
   auto iters = torch::zeros({n}, C0.options().dtype(torch::kInt64));
   auto converged = torch::zeros({n}, C0.options().dtype(torch::kInt8));
-  auto gaps = torch::zeros({n}, C0.options());
   AT_DISPATCH_FLOATING_TYPES(C0.scalar_type(), "fista_working_sets", [&] {
     const scalar_t* c0 = C0.data_ptr<scalar_t>();
     const scalar_t* g = G.data_ptr<scalar_t>();
@@ -263,14 +260,13 @@ std::vector<torch::Tensor> fista_working_sets(torch::Tensor C0, torch::Tensor G,
     scalar_t* z = Z.data_ptr<scalar_t>();
     int64_t* its = iters.data_ptr<int64_t>();
     int8_t* ok = converged.data_ptr<int8_t>();
-    scalar_t* gp = gaps.data_ptr<scalar_t>();
     at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
       FistaWork<scalar_t> work(m);
       for (int64_t j = 0; j < m; ++j) work.norms[j] = std::sqrt(std::max(g[j * m + j], scalar_t(0)));
       for (int64_t i = begin; i < end; ++i)
         its[i] = fista_sample<scalar_t>(c0 + i * m, g, m, x2[i], scalar_t(alpha), positive, scalar_t(L), max_iter,
-                                        scalar_t(tol), check_every, momentum, restart, z + i * m, work, ok[i], gp[i]);
+                                        scalar_t(tol), check_every, momentum, restart, z + i * m, work, ok[i]);
     });
   });
-  return {iters, converged, gaps};
+  return {iters, converged};
 }

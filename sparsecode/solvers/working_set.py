@@ -249,7 +249,7 @@ def compiled_working_set_fista(kernel, X: torch.Tensor, Z: torch.Tensor, D: torc
     Xw, Zw = X.double(), Z.double() if w is None else Z.double() * w
     Zw = Zw.contiguous()
     cap = L if w is None else float("inf")
-    iters, converged, _ = kernel.fista_working_sets(
+    iters, converged = kernel.fista_working_sets(
         (Xw @ D64.T).contiguous(), (D64 @ D64.T).contiguous(), (Xw * Xw).sum(1), Zw, alpha, penalty.positive, cap,
         max_iter, tol, check_every, momentum, restart)
     if w is not None:
