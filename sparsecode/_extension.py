@@ -40,7 +40,7 @@ __all__ = ["KERNEL_DIR", "kernel_sources", "kernel_name", "build_directory", "lo
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
 _SUFFIXES = (".cpp", ".h")
-_CFLAGS = ("-O3", "-march=native", "-fopenmp")
+_CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp")
 _LDFLAGS = ("-fopenmp",)
 
 

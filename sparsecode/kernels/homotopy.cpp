@@ -32,17 +32,22 @@ int64_t first_max(const T* h, int64_t n, T& best) {
   return i;
 }
 
+// S: the element type of Gi, the compact copy of G that the correlations of the inactive atoms stream through
+// at every step (the path's one O(k (m - k)) product): float for float32 data, where it halves the bytes read
+// (at the data's own rounding; M, the direction and the codes stay in float64), else double.
+template <typename S>
 struct Path {
   int64_t m, kmax, k = 0;
   // c, a and h are kept per inactive atom, in the order of the list inactive (contiguous, vectorised loops), and
   // so are the rows of Gi: row p holds G_{idx[p], inactive}, stride m (in cache where G is not: the step's
   // product a = d G_{A, inactive} reads only these k (m - k) entries of G, in order)
-  std::vector<T> c, a, h, Gi, M, s, z, d, b, g;
+  std::vector<T> c, a, h, M, s, z, d, b, g;
+  std::vector<S> Gi;
   std::vector<int64_t> idx, inactive, where;  // where: each atom's place in inactive (-1: active or left out)
 
   Path(int64_t m_, int64_t kmax_)
-      : m(m_), kmax(kmax_), c(m_), a(m_), h(m_), Gi(kmax_ * m_), M(kmax_ * kmax_), s(kmax_), z(kmax_), d(kmax_),
-        b(kmax_), g(kmax_), idx(kmax_), inactive(m_), where(m_) {}
+      : m(m_), kmax(kmax_), c(m_), a(m_), h(m_), M(kmax_ * kmax_), s(kmax_), z(kmax_), d(kmax_), b(kmax_),
+        g(kmax_), Gi(kmax_ * m_), idx(kmax_), inactive(m_), where(m_) {}
 
   int64_t free_count() const { return static_cast<int64_t>(inactive.size()); }
 
@@ -99,9 +104,9 @@ struct Path {
     s[k] = sign;
     z[k] = 0;
     exclude(j);
-    T* row = &Gi[k * m];
+    S* row = &Gi[k * m];
     const int64_t nf = free_count();
-    for (int64_t f = 0; f < nf; ++f) row[f] = gj[inactive[f]];
+    for (int64_t f = 0; f < nf; ++f) row[f] = static_cast<S>(gj[inactive[f]]);
     ++k;
     return true;
   }
@@ -144,7 +149,7 @@ struct Path {
     }
     --k;
     const T* ga = G + atom * m;
-    for (int64_t p = 0; p < k; ++p) Gi[p * m + at] = ga[idx[p]];
+    for (int64_t p = 0; p < k; ++p) Gi[p * m + at] = static_cast<S>(ga[idx[p]]);
     where[atom] = at;
     inactive.push_back(atom);
     return atom;
@@ -157,9 +162,9 @@ struct Path {
     std::fill(out, out + nf, T(0));
     int64_t p = 0;
     for (; p + 8 <= k; p += 8) {
-      const T* __restrict r0 = &Gi[p * m];
-      const T *__restrict r1 = r0 + m, *__restrict r2 = r1 + m, *__restrict r3 = r2 + m;
-      const T *__restrict r4 = r3 + m, *__restrict r5 = r4 + m, *__restrict r6 = r5 + m, *__restrict r7 = r6 + m;
+      const S* __restrict r0 = &Gi[p * m];
+      const S *__restrict r1 = r0 + m, *__restrict r2 = r1 + m, *__restrict r3 = r2 + m;
+      const S *__restrict r4 = r3 + m, *__restrict r5 = r4 + m, *__restrict r6 = r5 + m, *__restrict r7 = r6 + m;
       const T d0 = d[p], d1 = d[p + 1], d2 = d[p + 2], d3 = d[p + 3];
       const T d4 = d[p + 4], d5 = d[p + 5], d6 = d[p + 6], d7 = d[p + 7];
       for (int64_t f = 0; f < nf; ++f)
@@ -167,7 +172,7 @@ struct Path {
                   (d4 * r4[f] + d5 * r5[f] + d6 * r6[f] + d7 * r7[f]);
     }
     for (; p < k; ++p) {
-      const T* __restrict r0 = &Gi[p * m];
+      const S* __restrict r0 = &Gi[p * m];
       const T d0 = d[p];
       for (int64_t f = 0; f < nf; ++f) out[f] += d0 * r0[f];
     }
@@ -176,7 +181,8 @@ struct Path {
 
 // LARS joins the inactive atom of largest correlation and takes it as the new level, as scikit-learn's
 // lars_path does (after a sign flip that atom may have passed the level while it waited).
-bool largest_inactive(const Path& P, bool positive, int64_t& j, T& lam) {
+template <typename S>
+bool largest_inactive(const Path<S>& P, bool positive, int64_t& j, T& lam) {
   T best = -1;
   for (int64_t f = 0; f < P.free_count(); ++f) {
     const T v = positive ? P.c[f] : std::abs(P.c[f]);
@@ -191,7 +197,8 @@ bool largest_inactive(const Path& P, bool positive, int64_t& j, T& lam) {
 // Relative duality gap of the code z_A (as in objectives.relative_gap), from the Gram form: with the exact
 // correlations q = c0 - z_A G_A, ||x - zD||^2 = xx - z.c0 - z.q. The path's own c is not used: it is
 // only maintained on the inactive atoms, and carries the rounding of every step. q is scratch (m).
-T gram_gap(const T* c0, const T* G, int64_t m, const Path& P, const T* z, T xx, T alpha, bool positive, T* q) {
+template <typename S>
+T gram_gap(const T* c0, const T* G, int64_t m, const Path<S>& P, const T* z, T xx, T alpha, bool positive, T* q) {
   std::copy(c0, c0 + m, q);
   T zc0 = 0, l1 = 0;
   for (int64_t p = 0; p < P.k; ++p) {
@@ -211,8 +218,9 @@ T gram_gap(const T* c0, const T* G, int64_t m, const Path& P, const T* z, T xx, 
 // With lar, LARS as scikit-learn's lars_path(method="lar") runs it: active atoms never leave; a coefficient
 // that crosses zero within a step flips its sign and the step's event adds no atom (the atom that would
 // have joined waits one step); the path arrives after max_active steps.
+template <typename S>
 int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool positive, int64_t max_steps,
-               bool lar, int64_t max_active, Path& P, int8_t& status) {
+               bool lar, int64_t max_active, Path<S>& P, int8_t& status) {
   const T inf = std::numeric_limits<T>::infinity(), tiny = std::numeric_limits<T>::min();
   P.reset(c0);
   T lam = 0;
@@ -344,8 +352,8 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::
   T* gout = gap.data_ptr<T>();
   int64_t* st = steps.data_ptr<int64_t>();
   int8_t* ok = status.data_ptr<int8_t>();
-  at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
-    Path P(m, kmax);
+  const auto run = [&](auto storage, int64_t begin, int64_t end) {
+    Path<decltype(storage)> P(m, kmax);
     std::vector<T> q(m), zr(kmax);
     for (int64_t i = begin; i < end; ++i) {
       const T* ci = c0 + i * m;
@@ -361,6 +369,12 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::
           !(round32 && gram_gap(ci, g, m, P, P.z.data(), x2[i], T(alpha), positive, q.data()) <= tol))
         ok[i] = 0;
     }
+  };
+  at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+    if (round32)
+      run(float(), begin, end);
+    else
+      run(double(), begin, end);
   });
   return {Z, steps, status, gap};
 }
