@@ -41,7 +41,7 @@ __all__ = ["KERNEL_DIR", "kernel_sources", "kernel_name", "build_directory", "lo
 KERNEL_DIR = Path(__file__).with_name("kernels")
 _SUFFIXES = (".cpp", ".h")
 # 512-bit vectors where the processor has them (GCC prefers 256 otherwise): the homotopy's correlation update,
-# its inner loop, runs 1.1x faster on dense 16x16 codes (benchmarks/README.md)
+# its inner loop, runs 1.1x faster on dense 16x16 codes
 _CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp")
 _LDFLAGS = ("-fopenmp",)
 

@@ -25,7 +25,8 @@ proportion to the conditioning of the active Gram matrix), at :math:`O(k^2)` per
 (bordering on a join, a rank-one downdate on a leave; ``d`` follows in :math:`O(k)`) and :math:`O(k(m - k))`
 for the correlations of the inactive atoms (:math:`c_A = \lambda s_A` holds by construction; the entries of
 :math:`G` they read, active rows and inactive columns, are kept in a compact copy that follows the events, in
-cache where :math:`G` is not), and measures each code's duality gap as it arrives, from the Gram form.
+cache where :math:`G` is not, and in float32 for float32 data where a float64 copy would outgrow that cache, the
+path followed again with a float64 copy where that rounding cost a code its tolerance), and measures each code's duality gap as it arrives, from the Gram form.
 Elsewhere, or where that cannot be built, the batch takes its steps together in torch: ``a`` is a weighted sum
 of the active rows of ``G`` (``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is
 updated by the same rank-one formulas, held in slots padded to the largest active set so that joins and leaves
@@ -256,7 +257,8 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
 
     ``converged``: the path arrived at ``alpha`` (after ``max_active`` steps for LARS) with a relative duality
     gap of at most ``tol`` (any with ``tol=0``); ``gap``: the relative duality gaps of the codes as returned,
-    in ``X``'s dtype (None for LARS). The compiled path runs in float64 whatever the data: in float32 it loses
+    in ``X``'s dtype (None for LARS). The compiled path runs in float64 whatever the data (but for the float32
+    copy of the Gram entries its correlation updates read, see the module's description): in float32 it loses
     digits in proportion to the conditioning of the active Gram matrix (relative gaps of 1e-4 on dense codes
     in coherent atoms). It measures each gap from the Gram form as it finishes, ``tol`` on the float64 code
     (float32's rounding of it is not something the finishing solver in float32 could improve) and the gap
