@@ -11,7 +11,8 @@
 // digits in proportion to the conditioning of G_AA), except Gi for float32 data where its double copy would
 // outgrow the L2 cache: a float copy halves what the product reads (16x16 patches, 1024 atoms, 230 active:
 // 1.2-1.3x faster); a path whose own code then misses tol (its rounding can reorder the events of all but
-// parallel atoms) is followed again with the double copy.
+// parallel atoms) is followed again with the double copy, which a thread keeps once that happens to more than
+// one of its paths in 16.
 
 #include "common.h"
 

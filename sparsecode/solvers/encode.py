@@ -44,18 +44,17 @@ def solve_lasso(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty
 
     ``"auto"`` is the homotopy for the plain lasso (:class:`~sparsecode.penalties.L1` without weights,
     ``alpha > 0``) from zero: each sample takes about as many steps as its code has non-zeros, where FISTA needs
-    hundreds of iterations to settle the support of codes in a coherent dictionary (``benchmarks/bench_encode.py``:
-    20,000 patches, 256 atoms, float32 on the CPU, about 3x faster than FISTA with support polishing). It is the
-    homotopy whatever the size, the expected support and the conditioning, because no crossover was measured that
-    these predict: on the regime grid (``bench_encode.py --grid``: 500 8x8 patches, learned, Gaussian and strongly
-    coherent dictionaries 1x and 4x overcomplete, unit-norm inputs, 5%, 30% and 90% non-zeros, float32, one thread)
-    the homotopy took 0.31-0.9x the time of SPAMS' ``lasso`` on every cell, and coordinate descent (``"cd"``) 1.6x
-    to 4x the homotopy's time (up to 70x on whitened inputs; slowest on coherent atoms, where it also stops above
-    ``tol`` with dense codes). On 16x16 patches (256 features, 1x and 2x overcomplete, unit-norm inputs, 30% and
-    90% non-zeros) the homotopy took 0.25-1.0x SPAMS' time; ``"cd"`` is faster only with 30% non-zeros on Gaussian
-    atoms (0.7-1.0x the homotopy's time) and ties on coherent ones 2x overcomplete (0.9-1.0x), slower on learned
-    atoms with the same sizes and supports (1.4-2.1x) and on every kind with 90% non-zeros (1.4-3.9x): the
-    crossover follows the atoms' coherence, which the sizes and the expected support do not tell. With ``alpha=0``
+    hundreds of iterations to settle the support of codes in a coherent dictionary. It is the homotopy whatever
+    the size, the expected support and the conditioning, because no crossover was measured that these predict.
+    On the whole 8x8 regime grid (``benchmarks/bench_encode.py --grid``: 500 patches; learned, Gaussian and
+    strongly coherent dictionaries 1x to 8x overcomplete; unit-norm, standardised and whitened inputs; 5%, 30%
+    and 90% non-zeros; float32 and float64; free and positive codes; 432 cells, 2 threads) the homotopy took
+    0.10-0.93x the time of SPAMS' ``lasso`` wherever the codes reach their non-zeros, and no other solver beat
+    it by more than 10% on any cell. On 16x16 patches (1x to 4x) it took 0.21-1.0x SPAMS' time; coordinate
+    descent (``"cd"``) is faster with 30% non-zeros in Gaussian atoms 2x-4x overcomplete and strongly coherent
+    ones 4x (0.43-0.59x SPAMS' time against 0.68-0.88x) but slower on learned atoms of the same sizes and
+    supports (1.3-1.7x against 0.71-0.80x): the crossover follows the atoms' spectrum (patches concentrate on a
+    few directions), which the sizes and the expected support do not tell. With ``alpha=0``
     and no sign constraint it is the exact least-squares solution
     (:func:`~sparsecode.solvers.greedy.least_squares`). With a warm start (``z0``), per-unit weights, group
     penalties, ``alpha=0`` with ``positive`` or FISTA's own options (``L``, ``check_every``, ...) it is FISTA,

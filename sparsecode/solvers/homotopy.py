@@ -25,8 +25,9 @@ proportion to the conditioning of the active Gram matrix), at :math:`O(k^2)` per
 (bordering on a join, a rank-one downdate on a leave; ``d`` follows in :math:`O(k)`) and :math:`O(k(m - k))`
 for the correlations of the inactive atoms (:math:`c_A = \lambda s_A` holds by construction; the entries of
 :math:`G` they read, active rows and inactive columns, are kept in a compact copy that follows the events, in
-cache where :math:`G` is not, and in float32 for float32 data where a float64 copy would outgrow that cache, the
-path followed again with a float64 copy where that rounding cost a code its tolerance), and measures each code's duality gap as it arrives, from the Gram form.
+cache where :math:`G` is not; for float32 data, in float32 where a float64 copy would outgrow that cache, a path
+followed again with the float64 copy where that rounding cost its code the tolerance), and measures each code's
+duality gap as it arrives, from the Gram form.
 Elsewhere, or where that cannot be built, the batch takes its steps together in torch: ``a`` is a weighted sum
 of the active rows of ``G`` (``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is
 updated by the same rank-one formulas, held in slots padded to the largest active set so that joins and leaves
