@@ -186,6 +186,11 @@ class EASGD(Elastic, Periodic, _Collective):
         _unflat_copy_(params, _flat(params) - alpha * diff)
         self._center.add_(pull, alpha=alpha)
 
+    def after_step(self, params):
+        super().after_step(params)
+        if self._alone:  # plain SGD: the worker is the center, at every step
+            self._center.copy_(_flat(params))
+
     def state_dict(self):
         return {"center": self._center.clone(), "steps": self._steps}
 
@@ -194,8 +199,7 @@ class EASGD(Elastic, Periodic, _Collective):
         self._steps = state["steps"]
 
     def finish(self, params):
-        if self._alone:  # plain SGD: the worker is the center
-            self._center.copy_(_flat(params))
+        if self._alone:  # the center followed the worker (after_step)
             return super().finish(params)
         _unflat_copy_(params, self._center)
         super().finish(params)

@@ -223,9 +223,13 @@ class AsyncEASGD(Elastic, ParameterServer):
         if not self._alone:
             super().after_backward(params, n_batch)
 
-    def finish(self, params):
+    def after_step(self, params):
+        super().after_step(params)
         if self._alone:  # plain SGD, as the synchronous EASGD on one process: the worker is the center
             self._center = _flat(params).cpu().clone()
+
+    def finish(self, params):
+        if self._alone:  # the center followed the worker (after_step)
             return False
         return super().finish(params)
 

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from sparsecode.training import DivergenceError, fit_module, make_distributed
-from sparsecode.training.distributed import EAMSGD, EASGD, easgd_quadratic_map
+from sparsecode.training.distributed import EAMSGD, EASGD, AsyncEASGD, easgd_quadratic_map
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
@@ -219,15 +219,25 @@ def _one_process(rank, world):
                        distributed=distributed, **{**FIT, "optimizer": "sgd", **opt})
             fits.append(_params(net))
         out.append(fits)
-    return out
+    centers = []  # after every step, whether the center is the worker's parameters
+    for base in (EASGD, AsyncEASGD):
+        class Watched(base):
+            def after_step(self, params):
+                super().after_step(params)
+                centers.append(torch.equal(self.center, torch.cat([p.detach().reshape(-1) for p in params])))
+
+        fit_module(_net(torch.float64), _mse, (X, y), batch_size=8, distributed=Watched(), **{**FIT,
+                                                                                          "optimizer": "sgd"})
+    return out, centers
 
 
 def test_elastic_strategies_on_one_process_are_plain_sgd():
     """p = 1: no other worker to average with, so no elastic exchange; the center is the worker (EAMSGD:
-    Nesterov momentum), whatever the moving rate."""
-    (fits,) = values(spawn(1, _one_process))
+    Nesterov momentum), whatever the moving rate, at every step (what a probe of the center reads)."""
+    ((fits, centers),) = values(spawn(1, _one_process))
     for with_group, alone in fits:
         assert torch.equal(with_group, alone)
+    assert len(centers) > 10 and all(centers)
 
 
 def _uneven(rank, world):
