@@ -16,6 +16,8 @@
 
 #include "common.h"
 
+#include <optional>
+
 namespace {
 
 using T = double;
@@ -37,8 +39,8 @@ int64_t first_max(const T* h, int64_t n, T& best) {
 }
 
 // S: the element type of Gi, the compact copy of G that the correlations of the inactive atoms stream through
-// at every step (the path's one O(k (m - k)) product): float for float32 data, where it halves the bytes read
-// (at the data's own rounding; M, the direction and the codes stay in float64), else double.
+// at every step (the path's one O(k (m - k)) product): float where lasso_path takes the float copy (it halves
+// the bytes read, at the data's own rounding; M, the direction and the codes stay in float64), else double.
 template <typename S>
 struct Path {
   int64_t m, kmax, k = 0;
@@ -380,24 +382,24 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::
       }
       return true;
     };
-    Path<double> exact(m, float_copy ? 0 : kmax);
     if (!float_copy) {
-      for (int64_t i = begin; i < end; ++i) solve(exact, i);
+      Path<double> P(m, kmax);
+      for (int64_t i = begin; i < end; ++i) solve(P, i);
       return;
     }
-    // float32 data: the float copy of Gi, and the exact path again where its rounding missed an event (atoms
-    // all but parallel: their correlations differ by less than that rounding)
-    // ... while those paths are at most one in 16 of this task's, else the double copy (strongly coherent atoms,
-    // 16x16, 4x, 30% non-zeros: following most paths twice took them from 0.8x to 1.5x SPAMS' time)
+    // the float copy, the double one where its rounding missed an event (all but parallel atoms), and only the
+    // double one while such paths are more than one in 16 of this task's (strongly coherent atoms, 16x16, 4x,
+    // 30% non-zeros: following most paths twice took them from 0.8x to 1.5x SPAMS' time)
     Path<float> P(m, kmax);
+    std::optional<Path<double>> exact;
     int64_t again = 0;
     for (int64_t i = begin; i < end; ++i) {
       if (16 * again <= i - begin) {
         if (solve(P, i)) continue;
         ++again;
       }
-      if (exact.kmax == 0) exact = Path<double>(m, kmax);
-      solve(exact, i);
+      if (!exact) exact.emplace(m, kmax);
+      solve(*exact, i);
     }
   });
   return {Z, steps, status, gap};
