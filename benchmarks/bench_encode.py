@@ -1,7 +1,7 @@
 """Encoding benchmark: lasso codes of 20,000 8x8 patches in 256 atoms, side by side with the peers.
 
 Run ``python benchmarks/bench_encode.py [--device cuda]``, or ``--grid`` for the regime grid
-(:func:`grid`). sparsecode runs ``"auto"`` (the batched
+(:func:`grid`, on ``--device`` too; ``--skip sklearn`` leaves scikit-learn out). sparsecode runs ``"auto"`` (the batched
 homotopy) in float32 and float64, and FISTA with support polishing for comparison. The atoms are other
 unit-norm patches; every
 method minimises ``0.5*||x - z D||^2 + alpha*||z||_1`` per patch (scikit-learn's ``sparse_encode``
@@ -83,22 +83,24 @@ def grid(args) -> None:
                             print("| " + " | ".join(row) + " |", flush=True)
 
 
-def fastest(fn, budget: float = 0.5, runs: int = 20):
-    """``timed(fn)``, repeated (up to ``runs`` times) while the runs so far took under ``budget`` seconds:
-    the fastest run. Millisecond cells take many runs, so that a late-waking thread's spike is left out."""
-    t, out = timed(fn)
+def fastest(fn, budget: float = 0.5, runs: int = 20, device: torch.device | None = None):
+    """``timed(fn, device)``, repeated (up to ``runs`` times) while the runs so far took under ``budget``
+    seconds: the fastest run. Millisecond cells take many runs, so that a late-waking thread's spike is left
+    out."""
+    t, out = timed(fn, device)
     total = t
     for _ in range(runs - 1):
         if total > budget:
             break
-        t_run = timed(fn)[0]
+        t_run = timed(fn, device)[0]
         t, total = min(t, t_run), total + t_run
     return t, out
 
 
 def _grid_cell(X, D, alpha, args, dtype, spams) -> tuple[list[str], float]:
     """Ratios (and gaps) of every method on one cell, formatted, and the non-zeros per feature reached."""
-    Xt, Dt = torch.as_tensor(X, dtype=getattr(torch, dtype)), torch.as_tensor(D, dtype=getattr(torch, dtype))
+    device = resolve_device(args.device)
+    Xt, Dt = (torch.as_tensor(a, dtype=getattr(torch, dtype), device=device) for a in (X, D))
     Xf, Df = np.asfortranarray(X.T, dtype=dtype), np.asfortranarray(D.T, dtype=dtype)
     t_ref, Zs = fastest(lambda: spams.lasso(Xf, D=Df, lambda1=alpha, mode=2, pos=args.positive,
                                           numThreads=args.threads))
@@ -121,16 +123,17 @@ def _grid_cell(X, D, alpha, args, dtype, spams) -> tuple[list[str], float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sparse_encode(Xt[:64], Dt, algorithm=name, **options)  # warm-up
-            t, Z = fastest(lambda: sparse_encode(Xt, Dt, algorithm=name, **options))
+            t, Z = fastest(lambda: sparse_encode(Xt, Dt, algorithm=name, **options), device=device)
         times[name] = t / (t_omp if name == "omp" else t_ref)
         if name != "omp":
-            energies[name] = mean_energy(X, Z.numpy(), D, alpha)
-    with threadpool_limits(args.threads), warnings.catch_warnings():
-        from sklearn.decomposition import sparse_encode as sk_encode
-        warnings.simplefilter("ignore")
-        t, Z = fastest(lambda: sk_encode(X.astype(dtype), D.astype(dtype), algorithm="lasso_cd", alpha=alpha,
-                                       positive=args.positive, max_iter=1000))
-        times["skl cd"], energies["skl cd"] = t / t_ref, mean_energy(X, Z, D, alpha)
+            energies[name] = mean_energy(X, Z.cpu().numpy(), D, alpha)
+    if "sklearn" not in args.skip:
+        with threadpool_limits(args.threads), warnings.catch_warnings():
+            from sklearn.decomposition import sparse_encode as sk_encode
+            warnings.simplefilter("ignore")
+            t, Z = fastest(lambda: sk_encode(X.astype(dtype), D.astype(dtype), algorithm="lasso_cd", alpha=alpha,
+                                           positive=args.positive, max_iter=1000))
+            times["skl cd"], energies["skl cd"] = t / t_ref, mean_energy(X, Z, D, alpha)
     best = min(energies.values())
 
     def cell(name):

@@ -195,7 +195,7 @@ def online_dictionary_step(D: torch.Tensor, state: OnlineDictionaryState, X: tor
                          f"{forgetting!r}, n_sweeps={n_sweeps!r}.")
     if distributed and state.n_steps % RESYNC_EVERY == 0:
         broadcast_([D])
-    penalty = make_penalty(positive=positive_code, groups=groups, pools=pools)
+    penalty = make_penalty(positive=positive_code, groups=groups, pools=pools).to(X)
     res = solve_lasso(X, D, alpha, penalty=penalty, algorithm=algorithm, max_iter=max_iter, tol=tol)
     Z = res.code
     R = X - Z @ D

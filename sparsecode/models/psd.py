@@ -225,7 +225,7 @@ def psd_inference(X: torch.Tensor, D: torch.Tensor, P: torch.Tensor, alpha: floa
     tensor([[1., 0.]])
     """
     Xa, Da = _augment(X, D, P.to(X), beta)
-    penalty = make_penalty(positive=positive, pools=pools)
+    penalty = make_penalty(positive=positive, pools=pools).to(X)
     res = fista(Xa, Da, alpha, penalty=penalty, z0=P.to(X), max_iter=max_iter, tol=tol)
     return PSDCode(res.code, penalty.solution_value(res, alpha), res.n_iter, res.converged)
 

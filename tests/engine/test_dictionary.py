@@ -12,6 +12,7 @@ from sparsecode.dictionary import (
     online_dictionary_step,
     update_dictionary,
 )
+from sparsecode.topography import Pools
 
 
 def _statistics(seed, n=200, m=24, p=10):
@@ -140,6 +141,24 @@ def test_n_sweeps_are_that_many_sweeps_on_the_new_statistics():
         update_dictionary(once, state.A, state.B)
     online_dictionary_step(thrice, OnlineDictionaryState.zeros(D), X, 0.1, batch_size=40, n_sweeps=3)
     assert torch.allclose(once, thrice, atol=1e-12)
+
+
+@pytest.mark.parametrize("structure", [{"groups": torch.tensor([0, 0, 1, 1, 2, 2])},
+                                       {"pools": Pools.torus((2, 3), 2)}], ids=["groups", "pools"])
+def test_a_step_with_structure_given_on_the_cpu_runs_on_the_data_device(device, structure):
+    # groups and pools are built on the CPU (as the estimators do) whatever the device of the data
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    D = init_dictionary(X, 6, g)
+    on_cpu = D.clone()
+    cost_cpu = online_dictionary_step(on_cpu, OnlineDictionaryState.zeros(on_cpu), X, 0.1, batch_size=40,
+                                      **structure)
+    D = D.to(device)
+    cost = online_dictionary_step(D, OnlineDictionaryState.zeros(D), X.to(device), 0.1, batch_size=40,
+                                  **structure)
+    assert D.device.type == device.type
+    torch.testing.assert_close(cost.cpu(), cost_cpu)
+    torch.testing.assert_close(D.cpu(), on_cpu)
 
 
 @pytest.mark.parametrize("options", [{"forgetting": -1.0}, {"forgetting": float("nan")}, {"n_sweeps": 0},
