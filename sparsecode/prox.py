@@ -37,6 +37,8 @@ def soft_threshold(v: torch.Tensor, theta) -> torch.Tensor:
     >>> soft_threshold(torch.tensor([-2.0, 0.5, 3.0]), 1.0)
     tensor([-1.,  0.,  2.])
     """
+    if isinstance(theta, (int, float)) and theta >= 0:  # one fused kernel (the launches count on GPUs)
+        return torch.nn.functional.softshrink(v, theta)
     return torch.sign(v) * torch.clamp(v.abs() - theta, min=0)
 
 

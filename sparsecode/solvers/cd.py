@@ -145,23 +145,26 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
     n = C0.shape[0]
     diag = torch.diagonal(G)
     norms = diag.clamp(min=0).sqrt()
-    live = torch.nonzero(diag > 0).squeeze(1).tolist()
+    diag_list = diag.tolist()
+    live = [j for j, g in enumerate(diag_list) if g > 0]
     sweeps = torch.zeros(n, dtype=torch.long, device=C0.device)
     converged = torch.zeros(n, dtype=torch.int8, device=C0.device)
     active = torch.arange(n, device=C0.device)
     Za, C0a, xxa = Z.clone(), C0, xx
     free = torch.ones_like(Za, dtype=torch.bool)  # not screened
-    Q = C0a - Za @ G
+    inv = torch.where(diag > 0, 1 / diag.clamp(min=torch.finfo(G.dtype).tiny), 0.0)
+    # coordinates are rows here (contiguous); W[j] = free[:, j] / G_jj, so that a coordinate costs six
+    # batched operations (one kernel launch each on a GPU, where their count, not their size, sets the time)
+    ZT, QT, W = Za.T.contiguous(), (C0a - Za @ G).T.contiguous(), inv.unsqueeze(1).expand(-1, n)
     for sweep in range(1, max_sweeps + 1):
         for j in live:
-            v = shrink(Q[:, j] + diag[j] * Za[:, j], alpha, positive) / diag[j]
-            if tol > 0:
-                v = v * free[:, j]
-            Q.addr_(v - Za[:, j], G[j], alpha=-1)
-            Za[:, j] = v
+            v = shrink(torch.add(QT[j], ZT[j], alpha=diag_list[j]), alpha, positive).mul_(W[j])
+            QT.addr_(G[j], v - ZT[j], alpha=-1)
+            ZT[j] = v
         sweeps[active] = sweep
         if tol <= 0:
             continue
+        Za = ZT.T
         Q = C0a - Za @ G
         gap, s = _gram_gap(C0a, Q, Za, xxa, alpha, positive)
         done = gap <= tol * (0.5 * xxa).clamp(min=torch.finfo(xxa.dtype).tiny)
@@ -174,9 +177,13 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
         keep = ~done
         active, Za, C0a, xxa, Q, free = active[keep], Za[keep], C0a[keep], xxa[keep], Q[keep], free[keep]
         if bool((Za != 0).logical_and_(~free).any()):  # a screened atom still non-zero: zero it now
-            Za.mul_(free)
+            Za = Za * free
             Q = C0a - Za @ G
-        live = [j for j in live if bool(free[:, j].any())]
+        ZT, QT = Za.T.contiguous(), Q.T.contiguous()
+        W = (free * inv).T.contiguous()
+        alive = free.any(0).tolist()
+        live = [j for j in live if alive[j]]
+    Za = ZT.T
     Z[active] = Za
     return sweeps, converged
 
