@@ -144,13 +144,14 @@ def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, posi
         compiled.bcd_sweep(D, A.contiguous(), B.contiguous(), positive)
     else:
         # d_k <- proj(d_k + (b_k - a_k D) / A_kk), atom after atom; row views and one addmv per atom
-        # keep the per-atom op count (the cost of this loop on small problems) low
+        # keep the per-atom op count (the cost of this loop on small problems, and on GPUs) low.
+        # d_k + b_k / A_kk is formed for every atom at once: row k changes only at its own turn
         rows, a_rows = D.unbind(0), A.unbind(0)
-        b_rows = (B / diag.clamp(min=tiny)[:, None]).unbind(0)
+        c_rows = (D + B / diag.clamp(min=tiny)[:, None]).unbind(0)
         Dt = D.T
         inv = (1 / diag).tolist()
         for k in torch.nonzero(diag > 0).squeeze(1).tolist():
-            new = torch.addmv(rows[k] + b_rows[k], Dt, a_rows[k], alpha=-inv[k])
+            new = torch.addmv(c_rows[k], Dt, a_rows[k], alpha=-inv[k])
             rows[k].copy_(project_rows_to_ball(new, 1.0, positive))
     if dead_idx:
         pick = torch.randint(X.shape[0], (len(dead_idx),), generator=generator,
