@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 import torch
-from _common import import_spams, mean_energy, parser, patches, patches_scaled, report, timed
+from _common import fastest, import_spams, mean_energy, parser, patches, patches_scaled, report
 from threadpoolctl import threadpool_limits
 
 from estimators import DictionaryLearning
@@ -33,6 +33,7 @@ from sparsecode.device import resolve_device
 from sparsecode.solvers import sparse_encode
 
 SCALINGS = ("unit", "standard", "whitened", "raw")
+INF = float("inf")  # fastest(): exactly --repeat runs
 
 
 def exact_codes(X: np.ndarray, D: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -48,12 +49,6 @@ def scaled_patches(scaling: str, n_train: int, n_test: int) -> tuple[np.ndarray,
         return patches(n_train, raw=True), patches(n_test, image="flower.jpg", raw=True)
     train, test = patches(n_train), patches(n_test, image="flower.jpg")
     return patches_scaled(train, scaling, train), patches_scaled(test, scaling, train)
-
-
-def fastest(fn, repeat: int, device: torch.device | None = None):
-    """``(seconds, result)`` of the fastest of ``repeat`` runs of ``fn`` (a loaded machine's spikes out)."""
-    runs = [timed(fn, device) for _ in range(repeat)]
-    return min(runs, key=lambda run: run[0])
 
 
 def one_scaling(scaling: str, args, device: torch.device, spams) -> None:
@@ -74,7 +69,7 @@ def one_scaling(scaling: str, args, device: torch.device, spams) -> None:
 
     est = DictionaryLearning(n_components=K, alpha=alpha, max_iter=1, batch_size=bs, random_state=0,
                              tol=0, max_no_improvement=None, device=str(device))
-    t, est = fastest(lambda: est.fit(X), args.repeat, device)
+    t, est = fastest(lambda: est.fit(X), INF, args.repeat, device)
     score("sparsecode", t, est.components_)
     with threadpool_limits(args.threads), warnings.catch_warnings():
         from sklearn.decomposition import MiniBatchDictionaryLearning
@@ -84,12 +79,12 @@ def one_scaling(scaling: str, args, device: torch.device, spams) -> None:
             sk = MiniBatchDictionaryLearning(n_components=K, alpha=alpha, max_iter=1, batch_size=bs,
                                              fit_algorithm="cd", random_state=0, tol=0,
                                              max_no_improvement=None)
-            t, sk = fastest(lambda: sk.fit(X), args.repeat)
+            t, sk = fastest(lambda: sk.fit(X), INF, args.repeat)
             score("sklearn MiniBatchDL cd", t, sk.components_)
     if spams is not None:
         Xf = np.asfortranarray(X.T, dtype=np.float64)
         t, Ds = fastest(lambda: spams.trainDL(Xf, K=K, lambda1=alpha, mode=2, batchsize=bs, iter=n_steps,
-                                              numThreads=args.threads, verbose=False), args.repeat)
+                                              numThreads=args.threads, verbose=False), INF, args.repeat)
         score("spams.trainDL", t, np.ascontiguousarray(Ds.T))
     print(f"\n[{scaling}] {X.shape[0]} training patches (contrast {rms:.3g}), {X_test.shape[0]} held out, "
           f"alpha={alpha:.4g}; non-zeros of the held-out codes: "

@@ -1,9 +1,9 @@
 """Encoding benchmark: lasso codes of 20,000 8x8 patches in 256 atoms, side by side with the peers.
 
 Run ``python benchmarks/bench_encode.py [--device cuda]``, or ``--grid`` for the regime grid
-(:func:`grid`, on ``--device`` too; ``--skip sklearn`` leaves scikit-learn out). sparsecode runs ``"auto"`` (the batched
-homotopy) in float32 and float64, and FISTA with support polishing for comparison. The atoms are other
-unit-norm patches; every
+(:func:`grid`, on ``--device`` too; ``--skip sklearn`` leaves scikit-learn out). sparsecode runs
+``"auto"`` (the batched homotopy) in float32 and float64, and FISTA with support polishing for
+comparison. The atoms are other unit-norm patches; every
 method minimises ``0.5*||x - z D||^2 + alpha*||z||_1`` per patch (scikit-learn's ``sparse_encode``
 scales ``alpha`` the same way, SPAMS' ``lasso`` ``mode=2`` too). Prints each method's time, the ratio
 ``time(sparsecode) / time(peer)`` and the mean energy reached.
@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import torch
 from _common import (
+    fastest,
     import_spams,
     mean_energy,
     parser,
@@ -81,20 +82,6 @@ def grid(args) -> None:
                                 target += f" ({100 * reached:.2g})"
                             row = [f"{size}x{size}", kind, f"{factor}x", scaling, target, dtype, *cells]
                             print("| " + " | ".join(row) + " |", flush=True)
-
-
-def fastest(fn, budget: float = 0.5, runs: int = 20, device: torch.device | None = None):
-    """``timed(fn, device)``, repeated (up to ``runs`` times) while the runs so far took under ``budget``
-    seconds: the fastest run. Millisecond cells take many runs, so that a late-waking thread's spike is left
-    out."""
-    t, out = timed(fn, device)
-    total = t
-    for _ in range(runs - 1):
-        if total > budget:
-            break
-        t_run = timed(fn, device)[0]
-        t, total = min(t, t_run), total + t_run
-    return t, out
 
 
 def _grid_cell(X, D, alpha, args, dtype, spams) -> tuple[list[str], float]:
