@@ -83,7 +83,7 @@ class DictionaryLearning(EnergyScoreMixin, SparseCodingMixin, BaseEstimator):
     n_jobs : int, default=None
         Chunks of ``transform`` coded at the same time, as in :class:`estimators.SparseCoder`.
     batch_size : int, default=256
-        Samples per minibatch. On a GPU a step is a long run of small operations (about 18,000 kernel
+        Samples per minibatch. On a GPU a step is a long run of small operations (about 17,000 kernel
         launches for 256 atoms, nearly whatever the batch), so small batches leave it idle: one pass over
         20,000 8x8 patches with 256 atoms in batches of 256 took 17 s on an H200 against 0.6 s on two CPU
         threads (``device="cpu"``).
