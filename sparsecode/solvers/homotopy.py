@@ -28,12 +28,13 @@ for the correlations of the inactive atoms (:math:`c_A = \lambda s_A` holds by c
 cache where :math:`G` is not; for float32 data, in float32 where a float64 copy would outgrow that cache, a path
 followed again with the float64 copy where that rounding cost its code the tolerance), and measures each code's
 duality gap as it arrives, from the Gram form.
-Elsewhere, or where that cannot be built, the batch takes its steps together in torch: ``a`` is a weighted sum
-of the active rows of ``G`` (``embedding_bag``), and each sample's inverse Gram matrix :math:`G_{AA}^{-1}` is
-updated by the same rank-one formulas, held in slots padded to the largest active set so that joins and leaves
-are masked updates; samples that have arrived leave the batch. A sample whose path ran out of steps or whose
-gap is above ``tol`` (rounding accumulates along the path; an atom left out) is finished from where the path
-left it, by coordinate descent where its compiled kernel runs (its exact working-set solve), else by FISTA.
+Elsewhere, or where that cannot be built, the batch takes its steps together in torch, also in float64: ``a`` is
+a weighted sum of the active rows of ``G`` (``embedding_bag``), and each sample's inverse Gram matrix
+:math:`G_{AA}^{-1}` is updated by the same rank-one formulas, held in slots padded to the largest active set so
+that joins and leaves are masked updates; samples that have arrived leave the batch. A sample whose path ran out
+of steps or whose gap is above ``tol`` (rounding accumulates along the path; an atom left out) is finished from
+where the path left it, by coordinate descent where its compiled kernel runs (its exact working-set solve), else
+by FISTA.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import functools
 import torch
 
 from .._extension import compiled_kernels
-from ..objectives import relative_residual
+from ..objectives import duality_gap, relative_residual
 from ..penalties import L1
 from ._common import SolveResult, check_problem, chunked_gap, default_chunk_size, in_chunks, zero_result
 from .cd import cyclic_coordinate_descent
@@ -258,27 +259,31 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
 
     ``converged``: the path arrived at ``alpha`` (after ``max_active`` steps for LARS) with a relative duality
     gap of at most ``tol`` (any with ``tol=0``); ``gap``: the relative duality gaps of the codes as returned,
-    in ``X``'s dtype (None for LARS). The compiled path runs in float64 whatever the data (but for the float32
-    copy of the Gram entries its correlation updates read, see the module's description): in float32 it loses
-    digits in proportion to the conditioning of the active Gram matrix (relative gaps of 1e-4 on dense codes
-    in coherent atoms). It measures each gap from the Gram form as it finishes, ``tol`` on the float64 code
-    (float32's rounding of it is not something the finishing solver in float32 could improve) and the gap
-    returned on the code rounded to ``X``'s dtype.
+    in ``X``'s dtype (None for LARS). Both paths run in float64 whatever the data (but for the float32 copy of
+    the Gram entries the compiled one's correlation updates read, see the module's description): in float32
+    a path loses digits in proportion to the conditioning of the active Gram matrix (relative gaps of 1e-4 on
+    dense codes in coherent atoms, which the finishing FISTA in float32 then runs to ``max_iter``). Both hold
+    ``tol`` to the float64 code (float32's rounding of it is not something the finishing solver in float32
+    could improve) and return the gap of the code rounded to ``X``'s dtype; the compiled path measures each
+    gap from the Gram form as it finishes.
     """
     m, kmax, lar = D.shape[0], min(D.shape), max_active is not None
     # the path's (n, m) work arrays are few, and its per-step overhead is amortised over larger chunks
     chunk = chunk_size or 2 * default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
     compiled = compiled_kernels() if X.device.type == "cpu" else None
-    if compiled is None:
-        G = D @ D.T
-        Z, steps, arrived = in_chunks(lambda Xc: _path_chunk(Xc, D, G, alpha, positive, max_steps, max_active),
-                                      chunk, X)
-        if lar:
-            return Z, steps, arrived, None
-        gap = chunked_gap(X, Z, D, alpha, L1(positive))
-        return Z, steps, arrived & (gap <= tol) if tol > 0 else arrived, gap
     D64 = D.double()
     G = D64 @ D64.T
+    if compiled is None:  # in float64 too, and tol on the float64 code, as the compiled path
+
+        def follow_batch(Xc):
+            X64 = Xc.double()
+            Zc, steps, arrived = _path_chunk(X64, D64, G, alpha, positive, max_steps, max_active)
+            if tol > 0 and not lar:
+                arrived &= duality_gap(X64, Zc, D64, alpha, L1(positive)) <= tol
+            return Zc.to(X.dtype), steps, arrived
+
+        Z, steps, converged = in_chunks(follow_batch, chunk, X)
+        return Z, steps, converged, None if lar else chunked_gap(X, Z, D, alpha, L1(positive))
 
     def follow_path(Xc):
         X64 = Xc.double()

@@ -239,6 +239,26 @@ def test_compiled_path_equals_the_torch_path(monkeypatch, positive):
     assert compiled.n_iter == batched.n_iter and bool(compiled.converged.all())
 
 
+@pytest.mark.parametrize("m", [16, 64])
+def test_the_torch_path_follows_float32_data_in_float64(monkeypatch, m):
+    # the path GPUs run: dense codes in atoms sharing one direction reach tol on the path alone, as on the
+    # compiled path; followed in float32 they stopped above it and FISTA ran to max_iter
+    for name in ("homotopy", "ista", "cd"):  # no compiled path, nor a compiled finishing solver
+        module = importlib.import_module(f"sparsecode.solvers.{name}")
+        monkeypatch.setattr(module, "compiled_kernels", lambda: None)
+    rng = np.random.RandomState(0)
+    D = rng.randn(m, 16) + 3.0 * rng.randn(1, 16)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.randn(30, 16)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X, D = torch.tensor(X), torch.tensor(D)
+    alpha = 0.005 * float((X @ D.T).abs().max())
+    res = homotopy(X.float(), D.float(), alpha, tol=1e-6)
+    assert res.code.dtype == torch.float32 and bool(res.converged.all())
+    assert res.n_iter < 4 * m  # no finishing iterations
+    assert float(duality_gap(X, res.code.double(), D, alpha).max()) <= 1e-4
+
+
 @pytest.mark.skipif(shutil.which("c++") is None or os.environ.get("SPARSECODE_EXTENSION") == "0",
                     reason="no C++ compiler, or the extension is switched off")
 def test_compiled_kernels_are_built_where_a_compiler_exists():

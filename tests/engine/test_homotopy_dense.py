@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from sparsecode._extension import compiled_kernels
 from sparsecode.objectives import lasso_energy
 from sparsecode.penalties import L1
 from sparsecode.solvers import fista, homotopy
 from sparsecode.solvers.homotopy import _follow_paths
 
 from .test_homotopy import _kkt_violation
+
+pytestmark = pytest.mark.skipif(compiled_kernels() is None, reason="checks the compiled homotopy")
 
 
 def _overcomplete(seed, p=24, factor=2, n=40, duplicates=0, coherence=1.0, positive=False):
