@@ -274,6 +274,8 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
     D64 = D.double()
     G = D64 @ D64.T
     if compiled is None:  # in float64 too, and tol on the float64 code, as the compiled path
+        if chunk_size is None and X.dtype != torch.float64:
+            chunk //= 2  # the bytes of the float32 chunk: its slots of inverse Gram matrices take the most
 
         def follow_batch(Xc):
             X64 = Xc.double()
