@@ -46,7 +46,7 @@ import torch
 from .._extension import compiled_kernels
 from ..objectives import duality_gap, relative_residual
 from ..penalties import L1
-from ._common import SolveResult, check_problem, chunked_gap, default_chunk_size, in_chunks, zero_result
+from ._common import SolveResult, check_problem, default_chunk_size, in_chunks, zero_result
 from .cd import cyclic_coordinate_descent
 from .ista import fista
 
@@ -279,13 +279,18 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
 
         def follow_batch(Xc):
             X64 = Xc.double()
-            Zc, steps, arrived = _path_chunk(X64, D64, G, alpha, positive, max_steps, max_active)
-            if tol > 0 and not lar:
-                arrived &= duality_gap(X64, Zc, D64, alpha, L1(positive)) <= tol
-            return Zc.to(X.dtype), steps, arrived
+            Z64, steps, arrived = _path_chunk(X64, D64, G, alpha, positive, max_steps, max_active)
+            Zc = Z64.to(X.dtype)
+            if lar:
+                return Zc, steps, arrived
+            gap = duality_gap(X64, Zc.double(), D64, alpha, L1(positive))  # of the codes as returned
+            if tol > 0:
+                exact = gap if Zc.dtype == torch.float64 else duality_gap(X64, Z64, D64, alpha, L1(positive))
+                arrived &= exact <= tol
+            return Zc, steps, arrived, gap.to(X.dtype)
 
-        Z, steps, converged = in_chunks(follow_batch, chunk, X)
-        return Z, steps, converged, None if lar else chunked_gap(X, Z, D, alpha, L1(positive))
+        paths = in_chunks(follow_batch, chunk, X)
+        return (*paths, None) if lar else paths
 
     def follow_path(Xc):
         X64 = Xc.double()
