@@ -56,10 +56,12 @@ def grid(args) -> None:
     coherent: atoms sharing one direction, mutual coherence above 0.95) 1x to 8x overcomplete
     (``--overcomplete``), inputs unit-norm, standardised (per patch) and ZCA-whitened, alpha giving
     ``--fractions`` of n_features non-zero, ``--positive`` codes, ``--dtypes``. Each cell prints the time of
-    every method over SPAMS' ``lasso`` and its relative energy gap to the best energy of the cell
-    (OMP: over SPAMS' ``omp`` at the same number of atoms, no gap; ``*``: over its float64 ``omp``, where
-    its float32 one returned all-zero codes). Where no alpha gives the requested non-zeros (positive codes in
-    atoms sharing one direction have about one), the non-zeros reached follow in parentheses (% of n_features).
+    every method over SPAMS' ``lasso`` and, where above ``--tol``, its relative energy gap to the best energy of
+    the cell, SPAMS' own gap after its time (``nan`` where its codes hold NaN, as its float32 ``lasso`` returns
+    on some dense positive cells). OMP: over SPAMS' ``omp`` at the same number of atoms, no gap; ``*``: over
+    its float64 ``omp``, where its float32 one returned all-zero codes. Where no alpha gives the requested
+    non-zeros (positive codes in atoms sharing one direction have about one), the non-zeros reached follow
+    in parentheses (% of n_features).
     """
     spams = import_spams()
     header = ["patch", "dict", "x", "input", "nnz%", "dtype"] + [*args.solvers, "skl cd", "spams s"]
@@ -121,17 +123,21 @@ def _grid_cell(X, D, alpha, args, dtype, spams) -> tuple[list[str], float]:
             t, Z = fastest(lambda: sk_encode(X.astype(dtype), D.astype(dtype), algorithm="lasso_cd", alpha=alpha,
                                            positive=args.positive, max_iter=1000))
             times["skl cd"], energies["skl cd"] = t / t_ref, mean_energy(X, Z, D, alpha)
-    best = min(energies.values())
+    best = min(e for e in energies.values() if np.isfinite(e))  # SPAMS' float32 lasso can return NaN
+
+    def gap(name):
+        if name not in energies:
+            return ""
+        g = (energies[name] - best) / abs(best)
+        return f" ({g:.0e})" if not g <= args.tol else ""
 
     def cell(name):
         if name not in times:
             return "-"
-        gap = (energies[name] - best) / abs(best) if name in energies else 0.0
-        mark = omp_mark if name == "omp" else ""
-        return f"{times[name]:.2g}" + (f" ({gap:.0e})" if gap > args.tol else "") + mark
+        return f"{times[name]:.2g}" + gap(name) + (omp_mark if name == "omp" else "")
 
     reached = (Zs != 0).sum(1).mean() / X.shape[1]
-    return [cell(n) for n in (*args.solvers, "skl cd")] + [f"{1e3 * t_ref:.2g} ms"], reached
+    return [cell(n) for n in (*args.solvers, "skl cd")] + [f"{1e3 * t_ref:.2g} ms" + gap("spams")], reached
 
 
 def main():

@@ -61,7 +61,7 @@ T soft(T t, T alpha, bool positive) {
 }
 
 // homotopy.cpp
-std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, double alpha,
+std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::Tensor X, double alpha,
                                       bool positive, int64_t max_steps, int64_t kmax, bool lar, int64_t max_active,
                                       double tol, bool round32);
 // cd.cpp

@@ -16,25 +16,34 @@
 
 #include "common.h"
 
+#include <numeric>
 #include <optional>
 
 namespace {
 
 using T = double;
 
-// The first index of the largest of h[0..n), and that value in best, where it is above best (else -1).
-int64_t first_max(const T* h, int64_t n, T& best) {
+// The largest of f(0), ..., f(n - 1) and 0, in eight partial maxima (vectorised): one running maximum is a
+// chain of dependent instructions, which took most of the time of the short paths of sparse codes.
+template <typename F>
+T max_of(int64_t n, F f) {
   T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int r = 0; r < 8; ++r) part[r] = std::max(part[r], h[i + r]);
+    for (int r = 0; r < 8; ++r) part[r] = std::max(part[r], f(i + r));
   T top = 0;
-  for (; i < n; ++i) top = std::max(top, h[i]);
+  for (; i < n; ++i) top = std::max(top, f(i));
   for (int r = 0; r < 8; ++r) top = std::max(top, part[r]);
+  return top;
+}
+
+// The first index of the largest of h[0..n), and that value in best, where it is above best (else -1).
+int64_t first_max(const T* h, int64_t n, T& best) {
+  const T top = max_of(n, [h](int64_t i) { return h[i]; });
   if (!(top > best)) return -1;
   best = top;
-  for (i = 0; h[i] != top; ++i) {
-  }
+  int64_t i = 0;
+  while (h[i] != top) ++i;
   return i;
 }
 
@@ -60,7 +69,8 @@ struct Path {
   void reset(const T* c0) {
     std::copy(c0, c0 + m, c.begin());
     inactive.resize(m);
-    for (int64_t j = 0; j < m; ++j) inactive[j] = j, where[j] = j;
+    std::iota(inactive.begin(), inactive.end(), int64_t(0));
+    std::iota(where.begin(), where.end(), int64_t(0));
     k = 0;
   }
 
@@ -213,9 +223,10 @@ T gram_gap(const T* c0, const T* G, int64_t m, const Path<S>& P, const T* z, T x
     zc0 += z[p] * c0[P.idx[p]];
     l1 += std::abs(z[p]);
   }
-  T zq = 0, dual = 0;
+  T zq = 0;
   for (int64_t p = 0; p < P.k; ++p) zq += z[p] * q[P.idx[p]];
-  for (int64_t j = 0; j < m; ++j) dual = std::max(dual, positive ? q[j] : std::abs(q[j]));
+  const T dual = positive ? max_of(m, [q](int64_t j) { return q[j]; })
+                          : max_of(m, [q](int64_t j) { return std::abs(q[j]); });
   T scale;
   return gram_form_gap(xx, zc0, zq, l1, dual, alpha, scale) / std::max(T(0.5) * xx, std::numeric_limits<T>::min());
 }
@@ -230,13 +241,10 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
   const T inf = std::numeric_limits<T>::infinity(), tiny = std::numeric_limits<T>::min();
   P.reset(c0);
   T lam = 0;
-  int64_t first = 0;
-  for (int64_t j = 0; j < m; ++j) {
-    const T v = positive ? P.c[j] : std::abs(P.c[j]);
-    if (v > lam) lam = v, first = j;
-  }
+  for (int64_t j = 0; j < m; ++j) P.h[j] = positive ? P.c[j] : std::abs(P.c[j]);
+  const int64_t first = first_max(P.h.data(), m, lam);
   status = 1;
-  if (lam <= alpha) return 0;
+  if (first < 0 || lam <= alpha) return 0;
   P.join(G, first, P.c[first] >= 0 ? T(1) : T(-1));
   // the atom that just left, and the sign it had: it may not join on that side in the next step (its
   // correlation is at the level there), but may on the other one; 0: on neither (LARS, after a flip)
@@ -331,33 +339,42 @@ int64_t follow(const T* c0, const T* G, int64_t m, int64_t kmax, T alpha, bool p
 
 }  // namespace
 
-// C0 = X D^T (n, m), G = D D^T (m, m) and xx the squared norms of the rows of X (n,), float64 on the CPU. With
-// lar, the LARS path of max_active steps (see follow). Otherwise gap comes back with the relative duality gap
-// of each code, rounded to float32 first with round32 (what the caller returns for float32 data), and a path
-// that arrives with the gap of its own (unrounded) code above tol > 0 has status 0.
-std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::Tensor xx, double alpha,
+// C0 = X D^T (n, m), G = D D^T (m, m) and the samples X (n, n_features), float64 on the CPU. With lar, the LARS
+// path of max_active steps (see follow). Otherwise gap comes back with the relative duality gap of each code,
+// and a path that arrives with the gap of its own (unrounded) code above tol > 0 has status 0. With round32
+// (float32 data) the codes and their gaps come back in float32, each gap that of the code rounded to float32.
+std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::Tensor X, double alpha,
                                       bool positive, int64_t max_steps, int64_t kmax, bool lar, int64_t max_active,
                                       double tol, bool round32) {
-  TORCH_CHECK(C0.device().is_cpu() && G.device().is_cpu() && xx.device().is_cpu(),
+  TORCH_CHECK(C0.device().is_cpu() && G.device().is_cpu() && X.device().is_cpu(),
               "lasso_path runs on CPU tensors");
   TORCH_CHECK(C0.scalar_type() == torch::kDouble && G.scalar_type() == torch::kDouble &&
-                  xx.scalar_type() == torch::kDouble, "lasso_path runs in float64");
+                  X.scalar_type() == torch::kDouble, "lasso_path runs in float64");
   C0 = C0.contiguous();
   G = G.contiguous();
-  xx = xx.contiguous();
-  const int64_t n = C0.size(0), m = C0.size(1);
-  TORCH_CHECK(xx.numel() == n, "lasso_path needs the squared norm of every sample");
-  auto Z = torch::zeros_like(C0);
-  auto gap = torch::zeros({n}, C0.options());
+  X = X.contiguous();
+  const int64_t n = C0.size(0), m = C0.size(1), nf = X.size(1);
+  TORCH_CHECK(X.size(0) == n, "lasso_path needs the correlations of every sample");
+  const auto out = C0.options().dtype(round32 ? torch::kFloat : torch::kDouble);
+  auto Z = torch::empty({n, m}, out);  // every row is written
+  auto gap = torch::zeros({n}, out);
   auto steps = torch::zeros({n}, C0.options().dtype(torch::kInt64));
   auto status = torch::zeros({n}, C0.options().dtype(torch::kInt8));
   const T* c0 = C0.data_ptr<T>();
   const T* g = G.data_ptr<T>();
-  const T* x2 = xx.data_ptr<T>();
-  T* zout = Z.data_ptr<T>();
-  T* gout = gap.data_ptr<T>();
+  const T* x = X.data_ptr<T>();
   int64_t* st = steps.data_ptr<int64_t>();
   int8_t* ok = status.data_ptr<int8_t>();
+  float *z32 = round32 ? Z.data_ptr<float>() : nullptr, *g32 = round32 ? gap.data_ptr<float>() : nullptr;
+  T *z64 = round32 ? nullptr : Z.data_ptr<T>(), *g64 = round32 ? nullptr : gap.data_ptr<T>();
+  // sample i's code and gap, in the output's dtype
+  const auto store = [m](auto* zout, auto* gout, int64_t i, const auto& P, T gi) {
+    using O = std::remove_pointer_t<decltype(zout)>;
+    O* zi = zout + i * m;
+    std::fill(zi, zi + m, O(0));
+    for (int64_t p = 0; p < P.k; ++p) zi[P.idx[p]] = static_cast<O>(P.z[p]);
+    gout[i] = static_cast<O>(gi);
+  };
   // the float copy of Gi where the double one would not fit in a core's L2 cache with room to spare (1 MB: 4x
   // overcomplete 16x16 patches); where it fits, the float copy gains nothing and its rounding costs paths
   const bool float_copy = round32 && !lar && kmax * m * static_cast<int64_t>(sizeof(T)) > (int64_t(1) << 20);
@@ -366,21 +383,24 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::
     // sample i's path on P; false where it arrived but its own (unrounded) code is above tol
     const auto solve = [&](auto& P, int64_t i) {
       const T* ci = c0 + i * m;
-      T* zi = zout + i * m;
-      std::fill(zi, zi + m, T(0));
       st[i] = follow(ci, g, m, kmax, T(alpha), positive, max_steps, lar, max_active, P, ok[i]);
-      for (int64_t p = 0; p < P.k; ++p) zi[P.idx[p]] = P.z[p];
-      if (lar) return true;
-      if (round32)
-        for (int64_t p = 0; p < P.k; ++p) zr[p] = static_cast<T>(static_cast<float>(P.z[p]));
-      gout[i] = gram_gap(ci, g, m, P, round32 ? zr.data() : P.z.data(), x2[i], T(alpha), positive, q.data());
-      // converged on the gap of the unrounded code, measured only where the rounded one is above tol
-      if (ok[i] == 1 && tol > 0 && !(gout[i] <= tol) &&
-          !(round32 && gram_gap(ci, g, m, P, P.z.data(), x2[i], T(alpha), positive, q.data()) <= tol)) {
-        ok[i] = 0;
-        return false;
+      T gi = 0;
+      bool arrived = true;
+      if (!lar) {
+        if (round32)
+          for (int64_t p = 0; p < P.k; ++p) zr[p] = static_cast<T>(static_cast<float>(P.z[p]));
+        const T xx = dot(x + i * nf, x + i * nf, nf);
+        gi = gram_gap(ci, g, m, P, round32 ? zr.data() : P.z.data(), xx, T(alpha), positive, q.data());
+        // converged on the gap of the unrounded code, measured only where the rounded one is above tol
+        arrived = !(ok[i] == 1 && tol > 0 && !(gi <= tol) &&
+                    !(round32 && gram_gap(ci, g, m, P, P.z.data(), xx, T(alpha), positive, q.data()) <= tol));
+        if (!arrived) ok[i] = 0;
       }
-      return true;
+      if (round32)
+        store(z32, g32, i, P, gi);
+      else
+        store(z64, g64, i, P, gi);
+      return arrived;
     };
     if (!float_copy) {
       Path<double> P(m, kmax);
