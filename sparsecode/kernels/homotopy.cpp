@@ -18,6 +18,7 @@
 
 #include <numeric>
 #include <optional>
+#include <type_traits>
 
 namespace {
 
@@ -354,7 +355,7 @@ std::vector<torch::Tensor> lasso_path(torch::Tensor C0, torch::Tensor G, torch::
   G = G.contiguous();
   X = X.contiguous();
   const int64_t n = C0.size(0), m = C0.size(1), nf = X.size(1);
-  TORCH_CHECK(X.size(0) == n, "lasso_path needs the correlations of every sample");
+  TORCH_CHECK(X.size(0) == n, "lasso_path needs one sample per row of C0");
   const auto out = C0.options().dtype(round32 ? torch::kFloat : torch::kDouble);
   auto Z = torch::empty({n, m}, out);  // every row is written
   auto gap = torch::zeros({n}, out);

@@ -49,8 +49,10 @@ def solve_lasso(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty
     On the whole 8x8 regime grid (``benchmarks/bench_encode.py --grid``: 500 patches; learned, Gaussian and
     strongly coherent dictionaries 1x to 8x overcomplete; unit-norm, standardised and whitened inputs; 5%, 30%
     and 90% non-zeros; float32 and float64; free and positive codes; 432 cells, 2 threads) the homotopy took
-    0.10-0.93x the time of SPAMS' ``lasso`` wherever the codes reach their non-zeros, and no other solver beat
-    it by more than 10% on any cell. On 16x16 patches (1x to 4x) it took 0.21-1.0x SPAMS' time; coordinate
+    0.087-0.86x the time of SPAMS' ``lasso`` (two 0.25 ms cells read 1.1x once, 0.73-0.86x in re-runs), and no
+    other solver beat it by more than 10% on any cell. On 16x16 patches (1x to 8x) it took 0.38-1.0x SPAMS'
+    time on the cells where SPAMS reaches the optimum
+    (its path stops above it wherever two atoms are identical, and on some dense float32 codes); coordinate
     descent (``"cd"``) is faster with 30% non-zeros in Gaussian atoms 2x-4x overcomplete and strongly coherent
     ones 4x (0.43-0.59x SPAMS' time against 0.68-0.88x) but slower on learned atoms of the same sizes and
     supports (1.3-1.7x against 0.71-0.80x): the crossover follows the atoms' spectrum (patches concentrate on a
