@@ -296,7 +296,7 @@ def _follow_paths(X: torch.Tensor, D: torch.Tensor, alpha: float, positive: bool
         X64 = Xc.double()
         Zc, it, status, gap = compiled.lasso_path(X64 @ D64.T, G, X64, alpha, positive, max_steps, kmax, lar,
                                                   max_active if lar else kmax, tol, X.dtype == torch.float32)
-        return Zc, int(it.max()), status == 1, gap
+        return Zc.to(X.dtype), int(it.max()), status == 1, gap.to(X.dtype)  # (no-ops for float32 and float64)
 
     Z, steps, converged, gap = in_chunks(follow_path, chunk, X)
     return Z, steps, converged, None if lar else gap

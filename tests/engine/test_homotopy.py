@@ -123,6 +123,16 @@ def test_the_gap_is_that_of_the_returned_codes(dtype):
     assert res.gap.dtype == dtype and torch.allclose(res.gap.double(), ref, rtol=1e-3, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_codes_and_gaps_come_back_in_the_data_dtype(dtype):
+    """The kernel returns float32 or float64 outputs; other dtypes (half) get theirs converted back."""
+    X, D = (t.to(dtype) for t in _problem(16, n=20))
+    res = homotopy(X, D, 0.05, tol=0)
+    assert res.code.dtype == dtype and res.gap.dtype == dtype
+    ref = homotopy(X.double(), D.double(), 0.05, tol=0).code
+    assert torch.allclose(res.code.double(), ref, atol=1e-2 if dtype == torch.float16 else 1e-5)
+
+
 def test_float32_path_meets_tol_in_all_but_parallel_atoms():
     """Where a float64 copy of the Gram entries the correlation updates read would outgrow the cache (here 96 x
     1500 entries), float32 data run those updates on a float32 copy; in atoms sharing 97% of one direction its
