@@ -6,8 +6,9 @@
 // batch leave at once without z moving, one at a time: a lone violator's solution keeps its sign), and a
 // violator within the span of S, which then spans the features, moves z along the direction that keeps the
 // fit until an atom of S reaches zero and leaves for it. The energy falls at every step that moves z, so no
-// support repeats. The Cholesky factor of G_SS follows S: a row appended per atom joining, Givens rotations
-// per atom leaving, O(|S|^2) each.
+// support repeats. The Cholesky factor L of G_SS follows S: a row appended per atom joining, Givens rotations
+// per atom leaving, O(|S|^2) each; so does u = L^-1 (c0_S - alpha sigma), so that a step's solve is one back
+// substitution.
 
 #pragma once
 
@@ -16,7 +17,9 @@
 template <typename T>
 class ActiveSet {
  public:
-  explicit ActiveSet(int64_t m) : in_(m, 0), S_(m), order_(m), sign_(m), y_(m) {}
+  static constexpr int64_t kCompactMax = int64_t(1) << 22;  // entries of G_ww (32 MB in float64) at most
+
+  explicit ActiveSet(int64_t m) : in_(m, 0), S_(m), order_(m), sign_(m), y_(m), u_(m) {}
 
   // z on w[0..ws) is updated in place, its non-zeros there the warm start, z zero off w; q is scratch (the
   // correlations c0 - z G off the support, where violators are looked for: the caller recomputes them). Returns
@@ -25,7 +28,8 @@ class ActiveSet {
   // the atoms of a linearly dependent start support, set to zero.
   bool solve(const T* c0, const T* G, int64_t m, T alpha, bool positive, const int64_t* w, int64_t ws, T* z,
              T* q, int64_t max_steps) {
-    G_ = G, m_ = m, w_ = w, ld_ = ws, k_ = 0;
+    G_ = G, c0_ = c0, alpha_ = alpha, m_ = m, w_ = w, ld_ = ws, k_ = 0;
+    Gw_.clear();
     std::fill(in_.begin(), in_.begin() + ws, 0);
     // the start support, largest codes first: where the atoms of z's support are linearly dependent, the
     // smallest leave it (at zero)
@@ -41,7 +45,7 @@ class ActiveSet {
     }
     bool single = false, moved = true;  // one violator joins at a time once a batch left without moving z
     for (int64_t step = 0; step < max_steps; ++step) {
-      solve_support(c0, alpha);
+      solve_support();
       // the atoms that joined at zero and whose solution has the wrong sign leave first (z unchanged)
       bool dropped = false;
       int64_t waiting = 0;
@@ -80,31 +84,40 @@ class ActiveSet {
         remove(leave);
         continue;
       }
-      // q off S (on S, q = alpha sign at z = y): c0 less the rows of S's atoms, eight at a time (each column's
-      // index read once per eight), gathered at the atoms off S (listed in order_, summed in y_: both scratch)
-      int64_t nf = 0;
-      for (int64_t p = 0; p < ws; ++p)
-        if (!in_[p]) order_[nf++] = w[p];
-      const int64_t* __restrict off = order_.data();
+      // q off S (on S, q = alpha sign at z = y): c0 less the rows of S's atoms, eight at a time, on all of w and
+      // kept off S (summed in y_, scratch). The rows come from G on w (G_ww, gathered once per call up to
+      // kCompactMax entries), where they run contiguous, in vector registers; beyond that, from G itself.
+      if (Gw_.empty() && ws * ws <= kCompactMax) {
+        Gw_.resize(ws * ws);
+        for (int64_t a = 0; a < ws; ++a)
+          for (int64_t b = 0; b < ws; ++b) Gw_[a * ws + b] = G[w[a] * m + w[b]];
+      }
       T* __restrict acc = y_.data();
-      for (int64_t f = 0; f < nf; ++f) acc[f] = c0[off[f]];
-      int64_t r = 0;
-      for (; r + 8 <= k_; r += 8) {
-        const T* g[8];
-        T zr[8];
-        for (int i = 0; i < 8; ++i) g[i] = G + w[S_[r + i]] * m, zr[i] = z[w[S_[r + i]]];
-        for (int64_t f = 0; f < nf; ++f) {
-          const int64_t j = off[f];
-          acc[f] -= (zr[0] * g[0][j] + zr[1] * g[1][j] + zr[2] * g[2][j] + zr[3] * g[3][j]) +
-                    (zr[4] * g[4][j] + zr[5] * g[5][j] + zr[6] * g[6][j] + zr[7] * g[7][j]);
+      for (int64_t p = 0; p < ws; ++p) acc[p] = c0[w[p]];
+      const auto subtract_rows = [&](auto row_of, auto col) {
+        int64_t r = 0;
+        for (; r + 8 <= k_; r += 8) {
+          const T* __restrict g[8];
+          T zr[8];
+          for (int i = 0; i < 8; ++i) g[i] = row_of(S_[r + i]), zr[i] = z[w[S_[r + i]]];
+          for (int64_t p = 0; p < ws; ++p) {
+            const int64_t j = col(p);
+            acc[p] -= (zr[0] * g[0][j] + zr[1] * g[1][j] + zr[2] * g[2][j] + zr[3] * g[3][j]) +
+                      (zr[4] * g[4][j] + zr[5] * g[5][j] + zr[6] * g[6][j] + zr[7] * g[7][j]);
+          }
         }
-      }
-      for (; r < k_; ++r) {
-        const T* g0 = G + w[S_[r]] * m;
-        const T z0 = z[w[S_[r]]];
-        for (int64_t f = 0; f < nf; ++f) acc[f] -= z0 * g0[off[f]];
-      }
-      for (int64_t f = 0; f < nf; ++f) q[off[f]] = acc[f];
+        for (; r < k_; ++r) {
+          const T* __restrict g0 = row_of(S_[r]);
+          const T z0 = z[w[S_[r]]];
+          for (int64_t p = 0; p < ws; ++p) acc[p] -= z0 * g0[col(p)];
+        }
+      };
+      if (!Gw_.empty())
+        subtract_rows([&](int64_t p) { return Gw_.data() + p * ws; }, [](int64_t p) { return p; });
+      else
+        subtract_rows([&](int64_t p) { return G + w[p] * m; }, [&](int64_t p) { return w[p]; });
+      for (int64_t p = 0; p < ws; ++p)
+        if (!in_[p]) q[w[p]] = acc[p];
       // the violators of |q_j| <= alpha join, largest first, with the signs of their q_j
       const auto violation = [&](int64_t p) { return positive ? q[w[p]] : std::abs(q[w[p]]); };
       int64_t nv = 0;
@@ -147,7 +160,9 @@ class ActiveSet {
   bool append(int64_t p, T s) {
     const T d = project(p);
     if (!(d > std::sqrt(std::numeric_limits<T>::epsilon()) * G_[w_[p] * m_ + w_[p]])) return false;
+    const T* Lk = L_.data() + k_ * ld_;
     L_[k_ * ld_ + k_] = std::sqrt(d);
+    u_[k_] = (c0_[w_[p]] - alpha_ * s - dot(Lk, u_.data(), k_)) / Lk[k_];
     S_[k_] = p, sign_[k_] = s, in_[p] = 1;
     ++k_;
     return true;
@@ -187,6 +202,8 @@ class ActiveSet {
       S_[i] = S_[i + 1], sign_[i] = sign_[i + 1];
     }
     --k_;
+    // u = L^-1 b still solves the rows left (b less its entry r) with the old columns; the rotations of the
+    // columns act on u as on the factor's rows, and its last entry drops
     for (int64_t i = r; i < k_; ++i) {
       const T a = L[i * ld_ + i], b = L[i * ld_ + i + 1], h = std::hypot(a, b), c = a / h, s = b / h;
       for (int64_t row = i; row < k_; ++row) {
@@ -194,14 +211,14 @@ class ActiveSet {
         L[row * ld_ + i] = c * u + s * v;
         L[row * ld_ + i + 1] = c * v - s * u;
       }
+      const T u = u_[i], v = u_[i + 1];
+      u_[i] = c * u + s * v, u_[i + 1] = c * v - s * u;
     }
   }
 
-  // y = G_SS^-1 (c0_S - alpha sign_S) from the factor
-  void solve_support(const T* c0, T alpha) {
-    const T* L = L_.data();
-    for (int64_t r = 0; r < k_; ++r)
-      y_[r] = (c0[w_[S_[r]]] - alpha * sign_[r] - dot(L + r * ld_, y_.data(), r)) / L[r * ld_ + r];
+  // y = G_SS^-1 (c0_S - alpha sign_S) = L^-T u, u = L^-1 (c0_S - alpha sign_S) kept by append and remove
+  void solve_support() {
+    std::copy(u_.begin(), u_.begin() + k_, y_.begin());
     back_substitute();
   }
 
@@ -217,9 +234,11 @@ class ActiveSet {
   }
 
   const T* G_ = nullptr;
+  const T* c0_ = nullptr;
+  T alpha_ = 0;
   const int64_t* w_ = nullptr;
   int64_t m_ = 0, ld_ = 0, k_ = 0;
   std::vector<int8_t> in_;  // per position of w: in S
   std::vector<int64_t> S_, order_;  // positions in w
-  std::vector<T> sign_, y_, L_;
+  std::vector<T> sign_, y_, u_, L_, Gw_;  // Gw_: G on w (ws x ws), gathered at the first violator search of a call
 };
