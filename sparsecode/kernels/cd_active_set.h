@@ -30,6 +30,7 @@ class ActiveSet {
              T* q, int64_t max_steps) {
     G_ = G, c0_ = c0, alpha_ = alpha, m_ = m, w_ = w, ld_ = ws, k_ = 0;
     Gw_.clear();
+    gathered_ = 0;
     std::fill(in_.begin(), in_.begin() + ws, 0);
     // the start support, largest codes first: where the atoms of z's support are linearly dependent, the
     // smallest leave it (at zero)
@@ -84,40 +85,52 @@ class ActiveSet {
         remove(leave);
         continue;
       }
-      // q off S (on S, q = alpha sign at z = y): c0 less the rows of S's atoms, eight at a time, on all of w and
-      // kept off S (summed in y_, scratch). The rows come from G on w (G_ww, gathered once per call up to
-      // kCompactMax entries), where they run contiguous, in vector registers; beyond that, from G itself.
-      if (Gw_.empty() && ws * ws <= kCompactMax) {
+      // q off S (on S, q = alpha sign at z = y): c0 less the rows of S's atoms, eight at a time (summed in y_,
+      // scratch). At first gathered from G at the atoms off S (listed in order_); once that gathering has cost
+      // as much as G on w (G_ww, up to kCompactMax entries), G_ww is gathered for the rest of the call and its
+      // rows run contiguous, in vector registers, over all of w (dense supports take hundreds of steps).
+      const bool compact = !Gw_.empty() || (gathered_ >= ws * ws && ws * ws <= kCompactMax);
+      if (compact && Gw_.empty()) {
         Gw_.resize(ws * ws);
         for (int64_t a = 0; a < ws; ++a)
           for (int64_t b = 0; b < ws; ++b) Gw_[a * ws + b] = G[w[a] * m + w[b]];
       }
+      int64_t n = ws;
+      if (!compact) {
+        n = 0;
+        for (int64_t p = 0; p < ws; ++p)
+          if (!in_[p]) order_[n++] = w[p];
+        gathered_ += k_ * n;
+      }
+      const int64_t* off = order_.data();
       T* __restrict acc = y_.data();
-      for (int64_t p = 0; p < ws; ++p) acc[p] = c0[w[p]];
+      for (int64_t f = 0; f < n; ++f) acc[f] = c0[compact ? w[f] : off[f]];
       const auto subtract_rows = [&](auto row_of, auto col) {
         int64_t r = 0;
         for (; r + 8 <= k_; r += 8) {
           const T* __restrict g[8];
           T zr[8];
           for (int i = 0; i < 8; ++i) g[i] = row_of(S_[r + i]), zr[i] = z[w[S_[r + i]]];
-          for (int64_t p = 0; p < ws; ++p) {
-            const int64_t j = col(p);
-            acc[p] -= (zr[0] * g[0][j] + zr[1] * g[1][j] + zr[2] * g[2][j] + zr[3] * g[3][j]) +
+          for (int64_t f = 0; f < n; ++f) {
+            const int64_t j = col(f);
+            acc[f] -= (zr[0] * g[0][j] + zr[1] * g[1][j] + zr[2] * g[2][j] + zr[3] * g[3][j]) +
                       (zr[4] * g[4][j] + zr[5] * g[5][j] + zr[6] * g[6][j] + zr[7] * g[7][j]);
           }
         }
         for (; r < k_; ++r) {
           const T* __restrict g0 = row_of(S_[r]);
           const T z0 = z[w[S_[r]]];
-          for (int64_t p = 0; p < ws; ++p) acc[p] -= z0 * g0[col(p)];
+          for (int64_t f = 0; f < n; ++f) acc[f] -= z0 * g0[col(f)];
         }
       };
-      if (!Gw_.empty())
-        subtract_rows([&](int64_t p) { return Gw_.data() + p * ws; }, [](int64_t p) { return p; });
-      else
-        subtract_rows([&](int64_t p) { return G + w[p] * m; }, [&](int64_t p) { return w[p]; });
-      for (int64_t p = 0; p < ws; ++p)
-        if (!in_[p]) q[w[p]] = acc[p];
+      if (compact) {
+        subtract_rows([&](int64_t p) { return Gw_.data() + p * ws; }, [](int64_t f) { return f; });
+        for (int64_t p = 0; p < ws; ++p)
+          if (!in_[p]) q[w[p]] = acc[p];
+      } else {
+        subtract_rows([&](int64_t p) { return G + w[p] * m; }, [&](int64_t f) { return off[f]; });
+        for (int64_t f = 0; f < n; ++f) q[off[f]] = acc[f];
+      }
       // the violators of |q_j| <= alpha join, largest first, with the signs of their q_j
       const auto violation = [&](int64_t p) { return positive ? q[w[p]] : std::abs(q[w[p]]); };
       int64_t nv = 0;
@@ -237,8 +250,8 @@ class ActiveSet {
   const T* c0_ = nullptr;
   T alpha_ = 0;
   const int64_t* w_ = nullptr;
-  int64_t m_ = 0, ld_ = 0, k_ = 0;
+  int64_t m_ = 0, ld_ = 0, k_ = 0, gathered_ = 0;  // gathered_: entries of G gathered by violator searches
   std::vector<int8_t> in_;  // per position of w: in S
   std::vector<int64_t> S_, order_;  // positions in w
-  std::vector<T> sign_, y_, u_, L_, Gw_;  // Gw_: G on w (ws x ws), gathered at the first violator search of a call
+  std::vector<T> sign_, y_, u_, L_, Gw_;  // Gw_: G on w (ws x ws), once gathering from G has cost as much
 };
