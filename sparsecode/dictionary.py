@@ -120,6 +120,25 @@ def _unused(A: torch.Tensor, dead_tol: float = 1e-6) -> torch.Tensor:
     return diag < dead_tol * diag.amax().clamp(min=torch.finfo(A.dtype).tiny)
 
 
+def _sweep(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, positive: bool) -> None:
+    """The sweep in torch operations, in place: ``d_k <- proj(c_k - D^T a_k / A_kk)`` atom after atom.
+
+    ``c_k = d_k + b_k / A_kk`` is formed for every atom at once (row ``k`` changes only at its own turn), so
+    that an atom costs one ``addmv``, the projection and a copy, and no host synchronisation (on a GPU each
+    operation is a kernel launch, which sets the time). An unused atom (``A_kk = 0``, so ``A_jk = 0``: the
+    others do not read it) is swept with ``1/A_kk`` taken as 0 and gets its row back at the end.
+    """
+    diag = torch.diagonal(A)
+    used = (diag > 0).unsqueeze(1)
+    inv = torch.where(used.squeeze(1), 1 / diag.clamp(min=torch.finfo(A.dtype).tiny), 0.0).unsqueeze(1)
+    before = D.clone()
+    c_rows, a_rows = torch.addcmul(D, B, inv).unbind(0), (A * inv).unbind(0)
+    rows, Dt = D.unbind(0), D.T
+    for k in range(D.shape[0]):
+        rows[k].copy_(project_rows_to_ball(torch.addmv(c_rows[k], Dt, a_rows[k], alpha=-1), 1.0, positive))
+    D.copy_(torch.where(used, D, before))
+
+
 @torch.no_grad()
 def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, positive: bool = False,
                       X: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -136,23 +155,12 @@ def update_dictionary(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, posi
     X : torch.Tensor, optional
         Samples to redraw unused atoms from.
     """
-    tiny = torch.finfo(A.dtype).tiny
-    diag = torch.diagonal(A)
     dead_idx = torch.nonzero(_unused(A, dead_tol)).squeeze(1).tolist() if X is not None else []
     compiled = compiled_kernels() if D.device.type == "cpu" and D.is_contiguous() else None
     if compiled is not None:
         compiled.bcd_sweep(D, A.contiguous(), B.contiguous(), positive)
     else:
-        # d_k <- proj(d_k + (b_k - a_k D) / A_kk), atom after atom; row views and one addmv per atom
-        # keep the per-atom op count (the cost of this loop on small problems, and on GPUs) low.
-        # d_k + b_k / A_kk is formed for every atom at once: row k changes only at its own turn
-        rows, a_rows = D.unbind(0), A.unbind(0)
-        c_rows = (D + B / diag.clamp(min=tiny)[:, None]).unbind(0)
-        Dt = D.T
-        inv = (1 / diag).tolist()
-        for k in torch.nonzero(diag > 0).squeeze(1).tolist():
-            new = torch.addmv(c_rows[k], Dt, a_rows[k], alpha=-inv[k])
-            rows[k].copy_(project_rows_to_ball(new, 1.0, positive))
+        _sweep(D, A, B, positive)
     if dead_idx:
         pick = torch.randint(X.shape[0], (len(dead_idx),), generator=generator,
                              device=draw_device(generator, X)).to(X.device)

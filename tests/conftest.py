@@ -1,3 +1,4 @@
+import importlib
 
 import numpy as np
 import pytest
@@ -18,3 +19,14 @@ def _seeds():
 @pytest.fixture(params=DEVICES)
 def device(request):
     return torch.device(request.param)
+
+
+@pytest.fixture
+def torch_paths(monkeypatch):
+    """The engine without its compiled CPU kernels: the torch twins that GPUs run, here on the CPU.
+
+    (``SPARSECODE_EXTENSION=0`` decides once per process, at the first use of the kernels.)
+    """
+    for name in ("sparsecode.solvers.cd", "sparsecode.solvers.greedy", "sparsecode.solvers.ista",
+                 "sparsecode.solvers.homotopy", "sparsecode.dictionary"):
+        monkeypatch.setattr(importlib.import_module(name), "compiled_kernels", lambda: None)

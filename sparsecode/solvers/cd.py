@@ -13,7 +13,8 @@ dual point), working sets (glmnet, Celer: sweeps over the non-zeros and the atom
 with a full check in between), Anderson extrapolation of the sweeps (Bertrand & Massias 2021) and, from
 the sweeps' codes, the exact solution on the working set by an active-set method (the feature-sign search
 of Lee, Battle, Raina & Ng 2007; ``sparsecode/kernels/cd_active_set.h``): plain sweeps need thousands on
-dense codes in coherent atoms. Elsewhere the torch twin sweeps the batch together, with the same screening.
+dense codes in coherent atoms. Elsewhere the torch twin sweeps the batch together, with the same screening and
+the same active-set method (:mod:`sparsecode.solvers.active_set`), batched.
 
 Greedy coordinate descent (Li & Osher 2009; Gregor & LeCun 2010, Alg. 2), the reference of LCoD: with
 :math:`S = \operatorname{diag}(G) - G` and :math:`B = XD^T + ZS`, the exact minimiser of coordinate
@@ -26,6 +27,8 @@ slower than the cyclic sweep as a solver.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .._extension import compiled_kernels
@@ -33,6 +36,7 @@ from ..objectives import duality_gap
 from ..penalties import L1
 from ..prox import shrink
 from ._common import SolveResult, check_problem, chunked_gap, default_chunk_size, in_chunks, zero_result
+from .active_set import active_set
 
 __all__ = ["cyclic_coordinate_descent", "coordinate_descent", "cd_step"]
 
@@ -131,16 +135,25 @@ def _gram_gap(C0: torch.Tensor, Q: torch.Tensor, Z: torch.Tensor, xx: torch.Tens
     return (0.5 * (1 - s) ** 2 * r2 + alpha * Z.abs().sum(1) - s * zq).clamp(min=0), s
 
 
+def _energy(C0: torch.Tensor, G: torch.Tensor, Z: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The lasso energy less ``0.5*||x||^2``, from the Gram form: ``-z.c0 + 0.5 zGz + alpha ||z||_1``."""
+    return (Z * (0.5 * (Z @ G) - C0)).sum(1) + alpha * Z.abs().sum(1)
+
+
 def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: torch.Tensor, alpha: float,
-                     positive: bool, max_sweeps: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The torch twin of the compiled ``cyclic_cd``: same arguments, ``Z`` updated in place.
+                     positive: bool, max_sweeps: int, tol: float, rank: int | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch twin of the compiled ``cyclic_cd``: same arguments, ``Z`` updated in place (``rank``: that of
+    the active-set solve, ``n_features``).
 
     Returns the sweeps run and the converged flags per sample. The batch sweeps together; with ``tol > 0``,
     after every sweep the correlations are recomputed exactly, the samples below ``tol`` leave, and the
     gap-safe rule of the compiled kernel screens atoms per sample (held at zero; an atom screened in every
-    remaining sample is skipped). The compiled kernel's working sets, extrapolation and active set
-    are sequential per sample and left out here: both reach the same optimum, and with ``tol <= 0`` they
-    run the same plain sweeps.
+    remaining sample is skipped). After the first sweep, then every 4 for the samples whose signs changed, the
+    exact solution by the active-set method (:func:`~sparsecode.solvers.active_set.active_set`, the twin of the
+    kernel's) from the sweeps' codes, kept where it lowers the energy: plain sweeps need thousands on dense codes
+    in coherent atoms. The kernel's working sets and extrapolation are sequential per sample and left out here;
+    with ``tol <= 0`` both run the same plain sweeps.
     """
     n = C0.shape[0]
     diag = torch.diagonal(G)
@@ -156,6 +169,7 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
     # coordinates are rows here (contiguous); W[j] = free[:, j] / G_jj, so that a coordinate costs six
     # batched operations (one kernel launch each on a GPU, where their count, not their size, sets the time)
     ZT, QT, W = Za.T.contiguous(), (C0a - Za @ G).T.contiguous(), inv.unsqueeze(1).expand(-1, n)
+    signs = torch.sign(Za)
     for sweep in range(1, max_sweeps + 1):
         for j in live:
             v = shrink(torch.add(QT[j], ZT[j], alpha=diag_list[j]), alpha, positive).mul_(W[j])
@@ -164,7 +178,15 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
         sweeps[active] = sweep
         if tol <= 0:
             continue
-        Za = ZT.T
+        Za = ZT.T.contiguous()
+        if (sweep - 1) % 4 == 0:  # the active-set solution where the signs changed, kept where it is better
+            new_signs = torch.sign(Za)
+            rows = torch.nonzero((new_signs != signs).any(1) if sweep > 1 else new_signs.any(1)).squeeze(1)
+            cand = Za[rows]
+            active_set(C0a[rows], G, cand, alpha, positive, rank=rank)
+            better = _energy(C0a[rows], G, cand, alpha) <= _energy(C0a[rows], G, Za[rows], alpha)
+            Za[rows[better]] = cand[better]
+            signs = torch.sign(Za)
         Q = C0a - Za @ G
         gap, s = _gram_gap(C0a, Q, Za, xxa, alpha, positive)
         done = gap <= tol * (0.5 * xxa).clamp(min=torch.finfo(xxa.dtype).tiny)
@@ -175,7 +197,7 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
         corr = s.unsqueeze(1) * (Q if positive else Q.abs())
         free &= corr + norms * (2 * gap).sqrt().unsqueeze(1) >= alpha
         keep = ~done
-        active, Za, C0a, xxa, Q, free = active[keep], Za[keep], C0a[keep], xxa[keep], Q[keep], free[keep]
+        active, Za, C0a, xxa, Q, free, signs = (a[keep] for a in (active, Za, C0a, xxa, Q, free, signs))
         if bool((Za != 0).logical_and_(~free).any()):  # a screened atom still non-zero: zero it now
             Za = Za * free
             Q = C0a - Za @ G
@@ -183,8 +205,7 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
         W = (free * inv).T.contiguous()
         alive = free.any(0).tolist()
         live = [j for j in live if alive[j]]
-    Za = ZT.T
-    Z[active] = Za
+    Z[active] = ZT.T
     return sweeps, converged
 
 
@@ -219,14 +240,13 @@ def cyclic_coordinate_descent(X: torch.Tensor, D: torch.Tensor, alpha: float = 1
     if n == 0:
         return zero_result(Z)
     compiled = compiled_kernels() if X.device.type == "cpu" else None
-    kernel = _cyclic_cd_torch if compiled is None else compiled.cyclic_cd
+    kernel = functools.partial(_cyclic_cd_torch, rank=D.shape[1]) if compiled is None else compiled.cyclic_cd
     chunk = chunk_size or default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
 
-    # the compiled kernel sweeps float32 data in float64: float32's rounding of the Gram-form gap alone exceeds
-    # tol=1e-6 with dense codes, and the kernel would sweep to max_iter without knowing it had converged. The
-    # Gram matrix too: in float32, atoms that are linearly dependent (more atoms than features) are not, to the
-    # support solve
-    work = torch.float64 if compiled is not None and tol > 0 else X.dtype
+    # float32 data are swept in float64: float32's rounding of the Gram-form gap alone exceeds tol=1e-6 with dense
+    # codes, and the sweeps would run to max_iter without knowing they had converged. The Gram matrix too: in
+    # float32, atoms that are linearly dependent (more atoms than features) are not, to the support solve
+    work = torch.float64 if tol > 0 else X.dtype
     DTw = D.T.to(work)
     Gw = (DTw.T @ DTw).contiguous()
 

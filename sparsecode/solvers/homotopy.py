@@ -33,13 +33,11 @@ a weighted sum of the active rows of ``G`` (``embedding_bag``), and each sample'
 :math:`G_{AA}^{-1}` is updated by the same rank-one formulas, held in slots padded to the largest active set so
 that joins and leaves are masked updates; samples that have arrived leave the batch. A sample whose path ran out
 of steps or whose gap is above ``tol`` (rounding accumulates along the path; an atom left out) is finished from
-where the path left it, by coordinate descent where its compiled kernel runs (its exact working-set solve), else
-by FISTA.
+where the path left it by coordinate descent, whose exact active-set solve (compiled, or its torch twin) settles
+the codes where paths break.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 
@@ -48,7 +46,6 @@ from ..objectives import duality_gap, relative_residual
 from ..penalties import L1
 from ._common import SolveResult, check_problem, default_chunk_size, in_chunks, zero_result
 from .cd import cyclic_coordinate_descent
-from .ista import fista
 
 __all__ = ["homotopy", "lars"]
 
@@ -322,8 +319,8 @@ def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L
         Path steps at most (each adds or removes one atom), and the finishing solver's iterations at most.
     tol : float
         Relative duality gap a code must reach; codes above it are finished from where the path left them,
-        by coordinate descent (:func:`~sparsecode.solvers.cd.cyclic_coordinate_descent`) where its compiled
-        kernel runs, else by FISTA. With ``tol=0`` the path is trusted wherever it arrives.
+        by coordinate descent (:func:`~sparsecode.solvers.cd.cyclic_coordinate_descent`). With ``tol=0`` the path
+        is trusted wherever it arrives.
     chunk_size : int, optional
         Samples per chunk (bounded memory); twice the cache-sized FISTA chunk on the CPU by default.
 
@@ -351,12 +348,9 @@ def homotopy(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: L
     rest = torch.nonzero(~converged).squeeze(1)
     if rest.numel():  # a broken path, too few steps, or rounding: finished from where it stopped
         start = torch.nan_to_num(Z[rest], nan=0.0, posinf=0.0, neginf=0.0)
-        # by the compiled coordinate descent on the CPU (its exact working-set solve settles the dense,
-        # coherent codes where paths break), else by FISTA
-        finish = (cyclic_coordinate_descent if X.device.type == "cpu" and compiled_kernels() is not None else
-                  functools.partial(fista, polish=True))
-        res = finish(X[rest], D, alpha, penalty=penalty, z0=start, max_iter=max_iter, tol=tol,
-                     chunk_size=chunk_size)
+        # by coordinate descent (its exact active-set solve settles the dense, coherent codes where paths break)
+        res = cyclic_coordinate_descent(X[rest], D, alpha, penalty=penalty, z0=start, max_iter=max_iter, tol=tol,
+                                        chunk_size=chunk_size)
         Z[rest], gap[rest], converged[rest] = res.code, res.gap, res.converged
         steps += res.n_iter
     return SolveResult(Z, steps, converged, gap)

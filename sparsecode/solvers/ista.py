@@ -13,15 +13,17 @@ and the momentum disagree, :math:`(y^k - z^{k+1})\cdot(z^{k+1} - z^k) > 0` (O'Do
 Each sample stops when its duality gap falls below ``tol * 0.5*||x||^2`` (checked every
 ``check_every`` iterations); converged samples leave the batch, and the batch is processed in chunks so
 memory stays bounded whatever the number of samples. Optionally (``polish=True``) each check also solves
-the problem restricted to the current support and sign pattern exactly, which ends the iterations as soon
-as the support is found. Under L1 penalties (``screen=True``, the default) FISTA runs on growing working
-sets with gap-safe screening (:mod:`sparsecode.solvers.working_set`): its step is that of the few units
-that can still be non-zero, not of the whole dictionary, which in coherent dictionaries is many times
-larger. On the CPU, where the compiled kernels load (not with ``SPARSECODE_EXTENSION=0``), that path runs
-per sample in compiled code (``sparsecode/kernels/fista.cpp``: no torch dispatch per small step, no sample
-handed to plain FISTA, the support polished by the exact lasso solution restricted to it, which ends dense
-codes in coherent atoms within a few hundred iterations where FISTA alone needs about :math:`10^4`); the
-torch path is its twin elsewhere (GPUs).
+the lasso restricted to the current support exactly (where its signs held since the last check), which ends
+the iterations as soon as the support is found. Under L1 penalties (``screen=True``, the default) FISTA
+runs on growing working sets with gap-safe screening (:mod:`sparsecode.solvers.working_set`): its step is
+that of the few units that can still be non-zero, not of the whole dictionary, which in coherent
+dictionaries is many times larger. On the CPU, where the compiled kernels load (not with
+``SPARSECODE_EXTENSION=0``), that path runs per sample in compiled code (``sparsecode/kernels/fista.cpp``: no
+torch dispatch per small step, no sample handed to plain FISTA, the support polished by the exact lasso
+solution restricted to it, which ends dense codes in coherent atoms within a few hundred iterations where
+FISTA alone needs about :math:`10^4`); the torch path is its twin elsewhere (GPUs), where the samples that
+leave the working sets (dense codes) are finished by the batched active-set method
+(:mod:`sparsecode.solvers.active_set`).
 """
 
 from __future__ import annotations
@@ -39,23 +41,21 @@ from .working_set import compiled_working_set_fista, polish_where_better, workin
 __all__ = ["ista", "fista"]
 
 
-def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, restart, check_every, polish,
-                     max_support):
+def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, restart, check_every, polish):
     """Run ISTA/FISTA on one chunk; returns codes, iterations, converged mask and relative gaps.
 
     The gradient step is one fused product: :math:`y(I - G/L) + XD^T/L` in Gram form, or
     :math:`y - \\tfrac1L (yD - x)D^T` in residual form (cheaper when ``n_components > 2*n_features``).
-    With ``polish``, supports of at most ``max_support`` units are polished. Host synchronisations happen
-    only at the checks.
+    With ``polish``, the supports whose signs held since the last check are polished. Host synchronisations
+    happen only at the checks.
     """
-    XDt = X @ D.T
     Dt = D.T
     tau = alpha * step
     if G is not None:
         A = torch.eye(G.shape[0], dtype=G.dtype, device=G.device).sub_(G, alpha=step)
 
     def gradient_step(Y, batch):
-        Xa, _, Ba, _ = batch
+        Xa, Ba, _ = batch
         if G is not None:
             V = torch.addmm(Ba, Y, A)
         else:
@@ -67,15 +67,14 @@ def _prox_grad_chunk(X, Z, D, G, alpha, penalty, step, max_iter, tol, momentum, 
 
     def polish_stable_supports(Za, rel, batch):
         """The exact solution on each support whose signs held since the last check, where it is better."""
-        Xa, XDta, Ba, signs = batch
+        Xa, Ba, signs = batch
         new_signs = torch.sign(Za).to(torch.int8)
         size = (new_signs != 0).sum(1)
-        stable = torch.nonzero((new_signs == signs).all(1) & (size > 0) & (size <= max_support)).squeeze(1)
-        Za, rel, accepted, _ = polish_where_better(Xa, Za, rel, D, XDta, G if G is not None else D @ Dt, alpha,
-                                                   penalty, stable)
-        return Za, rel, accepted, [Xa, XDta, Ba, new_signs]
+        stable = torch.nonzero((new_signs == signs).all(1) & (size > 0)).squeeze(1)
+        Za, rel, accepted, _ = polish_where_better(Xa, Za, rel, D, alpha, penalty, stable)
+        return Za, rel, accepted, [Xa, Ba, new_signs]
 
-    batch = [X, XDt, XDt * step if G is not None else None, torch.sign(Z).to(torch.int8)]
+    batch = [X, X @ D.T * step if G is not None else None, torch.sign(Z).to(torch.int8)]
     return prox_grad_loop(Z, batch, gradient_step, gap, max_iter=max_iter, tol=tol, momentum=momentum,
                           restart=restart, check_every=check_every,
                           refine=polish_stable_supports if polish and tol > 0 else None)
@@ -119,10 +118,10 @@ def fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Pena
         Gap-safe screening and working sets (:mod:`~sparsecode.solvers.working_set`) when the penalty is
         :class:`L1`, ``alpha > 0``, ``tol > 0``, ``max_iter > 0``, ``n_components <= 2048`` and ``L`` at least
         4 times the largest squared atom norm (below, no working set can take a step 4 times larger). The
-        exact solution on the support is then tried at every round, and on supports of up to half the units
-        for the samples that leave the working sets (dense codes) even without ``polish``. Iterations are
-        counted within the working sets; a warm start that is already optimal takes none. On the CPU the
-        compiled kernel runs these working sets
+        exact solution on the support is then tried at every round, and the samples that leave the working
+        sets (dense codes) are finished by the exact active-set method, then polished FISTA where its steps
+        run out. Iterations are counted within the working sets; a warm start that is already optimal takes
+        none. On the CPU the compiled kernel runs these working sets
         (:func:`~sparsecode.solvers.working_set.compiled_working_set_fista`, without the condition on ``L``,
         weights positive): every sample stays in its working sets, and the lasso restricted to the
         iterate's support is solved exactly at every round and every check where the signs changed (kept
@@ -170,10 +169,9 @@ def fista(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, penalty: Pena
         return plain(Xc, Zc, max_iter, False)
 
     def plain(Xc, Zc, budget, handed):
-        # samples handed over by the working sets are polished on supports of up to half the units
+        # samples handed over by the working sets are polished
         return _prox_grad_chunk(Xc, Zc, D, G if m < 2 * D.shape[1] else None, alpha, penalty, step, budget, tol,
-                                momentum, restart, check_every, polish or handed,
-                                min(D.shape) if polish else min(D.shape) // 2)
+                                momentum, restart, check_every, polish or handed)
 
     starts = (X,) if z0 is None else (X, z0.to(X))
     return outer.unlift(SolveResult(*in_chunks(solve, chunk, *starts)))

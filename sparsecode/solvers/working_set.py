@@ -11,9 +11,10 @@ Each outer round measures every sample's duality gap on the full problem (the on
    :math:`s|c_j| + \|d_j\|\sqrt{2g} < \alpha w_j` (with :math:`z \ge 0` the constraint
    :math:`d_j\cdot\theta \le w_j` is one-sided: :math:`s c_j` in place of :math:`s|c_j|`). :math:`2g` is raised
    by ``16 eps ||x||^2`` against rounding. Screened units are zero from then on;
-2. polishes: the exact solution on the current support and signs (:func:`polish_support`), kept where it
-   lowers the gap (:func:`polish_where_better`, which plain FISTA's ``polish`` uses too; the float32
-   iterates of coherent atoms stall near ``1e-6`` without it);
+2. polishes: the exact solution of the lasso restricted to the current support (:func:`polish_support`: the
+   active-set method of :mod:`~sparsecode.solvers.active_set`, units may leave the support, none joins),
+   kept where it lowers the gap (:func:`polish_where_better`, which plain FISTA's ``polish`` uses too; the
+   float32 iterates of coherent atoms stall near ``1e-6`` without it);
 3. grows the sample's working set :math:`W` (never shrinking but for screened units): its non-zeros and up
    to ``max(nnz, 8)`` more units, those violating their optimality condition :math:`|c_j| \le \alpha w_j`
    most (glmnet's strong set, Celer's working sets: Massias, Gramfort & Salmon 2018);
@@ -26,10 +27,12 @@ Each outer round measures every sample's duality gap on the full problem (the on
    after 2 checks in the first round and 3 later (the next round screens and grows :math:`W` again).
 
 A restricted optimum with no violator outside :math:`W` is the full optimum, and :math:`W` only grows,
-so the rounds end; the codes returned are those whose full gap was measured last. A sample leaves for
-plain FISTA (from its current codes) when its working set outgrows ``n_components/4`` or ``n_features/2``
-units (dense codes, where per-sample blocks cost more than shared products) or when :math:`L_W > L/4`
-(the step would not grow enough to pay for the rounds).
+so the rounds end; the codes returned are those whose full gap was measured last. A sample leaves the rounds
+when its working set outgrows ``n_components/4`` or ``n_features/2`` units (dense codes, where per-sample
+blocks cost more than shared products) or when :math:`L_W > L/4` (the step would not grow enough to pay for
+the rounds). It is then finished from its current codes by the active-set method, joins allowed
+(:func:`solve_exactly`, its steps counted against the iterations left), and by plain FISTA (polished) where
+that stops short.
 
 On the CPU the same rounds run per sample in compiled code (:func:`compiled_working_set_fista`,
 ``sparsecode/kernels/fista.cpp``, whose header has the details): there a sample's block costs nothing to
@@ -39,9 +42,9 @@ the lasso restricted to the iterate's support (the active-set method of ``cd_act
 only: units may leave it, none joins, ``n_support/4 + 16`` steps at most), tried at every round and every
 inner check where the signs changed since the last polish and kept where the energy falls. On dense codes
 in strongly coherent atoms (supports with condition numbers near :math:`10^5`) FISTA alone needs about
-:math:`10^4` iterations (its signs are all right only after 3000-10000), and the sign-fixed solve above
-fails while a few signs are still wrong: the kernel converges there in 100-200 iterations, the torch path
-(these rounds, then plain FISTA) does not within the default ``max_iter=1000``.
+:math:`10^4` iterations (its signs are all right only after 3000-10000), and a sign-fixed solve fails while a
+few signs are still wrong: the kernel converges there in 100-200 iterations, the torch path by the
+active-set finish above.
 """
 
 from __future__ import annotations
@@ -53,10 +56,11 @@ import torch
 from ..objectives import relative_gap
 from ..penalties import L1
 from ..prox import shrink
+from .active_set import active_set
 from .lipschitz import restricted_lipschitz
 from .proxgrad import prox_grad_loop
 
-__all__ = ["working_set_fista", "compiled_working_set_fista", "gap_safe_screen", "polish_support",
+__all__ = ["working_set_fista", "compiled_working_set_fista", "gap_safe_screen", "solve_exactly", "polish_support",
            "polish_where_better"]
 
 
@@ -86,44 +90,31 @@ def gap_safe_screen(X: torch.Tensor, C: torch.Tensor, rel: torch.Tensor, norms: 
     return s * (C if penalty.positive else C.abs()) + norms * radius < alpha * penalty.scaled(1.0)
 
 
-def polish_support(X, D, XDt, G, Z, a, rows):
-    """Exact lasso solution on the current support and signs of the samples ``rows`` (L1 only).
+def solve_exactly(X: torch.Tensor, D: torch.Tensor, Z: torch.Tensor, a, positive: bool = False, *,
+                  join: bool = True, max_steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~sparsecode.solvers.active_set.active_set` on the problem ``(X, D)`` from the codes ``Z`` in float64.
 
-    Solves :math:`G_{SS} z_S = (XD^T)_S - a_S s_S` (``a`` the L1 thresholds, scalar or per unit) by batched
-    Cholesky, on supports padded to the largest one with identity rows, then refines with one Newton step
-    whose right-hand side comes from the explicit residual :math:`(x - zD)D^T`: in float32 the rounded
-    ``G`` and ``XD^T`` alone leave errors (amplified by coherent atoms) that keep the duality gap above
-    ``tol``. Units whose solution flips sign leave the support and the system is solved again (twice at
-    most). A sample keeps its code where the factorisation fails or a sign still flips; the caller keeps
-    the candidate only where it lowers the duality gap.
+    float32's rounding of ``G`` and ``XD^T`` alone moves the solution of coherent supports by more than ``tol``.
+    ``a`` is the L1 threshold, scalar or per unit. Returns the codes in ``Z``'s dtype and the exact mask.
     """
-    Zr = Z[rows]
-    support = Zr != 0
-    k = int(support.sum(1).max())
-    n, m = Zr.shape
-    order = torch.argsort(support.to(torch.int8), dim=1, descending=True, stable=True)[:, :k]
-    valid = torch.gather(support, 1, order)
-    eye = torch.eye(k, dtype=Z.dtype, device=Z.device)
-    Gfull = G[order.unsqueeze(2), order.unsqueeze(1)]
-    signs = torch.sign(torch.gather(Zr, 1, order))
-    a = torch.gather(a.expand(n, m), 1, order) if isinstance(a, torch.Tensor) else a
-    for _ in range(3):  # units whose solution flips sign leave the support (iterates carry small spurious ones)
-        Gs = torch.where(valid.unsqueeze(2) & valid.unsqueeze(1), Gfull, eye)
-        rhs = torch.where(valid, torch.gather(XDt[rows], 1, order) - a * signs, torch.zeros_like(signs))
-        chol, info = torch.linalg.cholesky_ex(Gs)
-        sol = torch.where(valid, torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1), 0)
-        flipped = valid & (sol * signs <= 0)
-        if not bool(flipped.any()):
-            break
-        valid = valid & ~flipped
-    # One Newton step on the explicit residual: its correlations are what the duality gap measures.
-    Xr = X[rows]
-    C = torch.addmm(Xr, torch.zeros_like(Zr).scatter_(1, order, sol), D, alpha=-1) @ D.T
-    res = torch.where(valid, torch.gather(C, 1, order) - a * signs, torch.zeros_like(signs))
-    sol = sol + torch.cholesky_solve(res.unsqueeze(-1), chol).squeeze(-1)
-    ok = (info == 0) & ((sol * signs > 0) | ~valid).all(1) & torch.isfinite(sol).all(1)
-    out = torch.zeros_like(Zr).scatter_(1, order, torch.where(valid, sol, torch.zeros_like(sol)))
-    return torch.where(ok.unsqueeze(1), out, Zr)
+    D64 = D.double()
+    Z64 = Z.double()
+    a = a.double() if isinstance(a, torch.Tensor) else a
+    exact = active_set(X.double() @ D64.T, D64 @ D64.T, Z64, a, positive, join=join, max_steps=max_steps,
+                       rank=min(D.shape))
+    return Z64.to(Z.dtype), exact
+
+
+def polish_support(X: torch.Tensor, D: torch.Tensor, Z: torch.Tensor, a, rows: torch.Tensor) -> torch.Tensor:
+    """The exact lasso solution restricted to the supports of the samples ``rows`` (L1 only), their candidates.
+
+    :func:`solve_exactly` with no unit joining, from the codes ``Z[rows]``: units whose solution changes sign
+    leave, at the first crossing. ``a`` is the L1 threshold, scalar or per unit; at most ``k/4 + 16`` steps for
+    supports of up to ``k`` units (the compiled kernel's budget). The caller keeps a candidate only where it
+    lowers the duality gap.
+    """
+    k = int((Z[rows] != 0).sum(1).max()) if rows.numel() else 0
+    return solve_exactly(X[rows], D, Z[rows], a, join=False, max_steps=k // 4 + 16)[0]
 
 
 def _full_gap(X, Z, D, alpha, penalty):
@@ -179,7 +170,7 @@ def working_set_fista(X: torch.Tensor, Z: torch.Tensor, D: torch.Tensor, G: torc
         Xa, Za = X[active], Z[active]
         rel, C = _full_gap(Xa, Za, D, alpha, penalty)
         rows = torch.nonzero((Za != 0).any(1) & ((Za != 0).sum(1) <= min(D.shape))).squeeze(1)
-        Za, rel, _, C = polish_where_better(Xa, Za, rel, D, XDt[active], G, alpha, penalty, rows, C)
+        Za, rel, _, C = polish_where_better(Xa, Za, rel, D, alpha, penalty, rows, C)
         Z[active] = Za
         gaps[active] = rel
         if used >= max_iter:
@@ -225,9 +216,16 @@ def working_set_fista(X: torch.Tensor, Z: torch.Tensor, D: torch.Tensor, G: torc
         Z[active] = torch.zeros_like(Za).scatter_(1, order, codes)
     n_iter = used
     if handed:
+        # dense codes: the exact solution by the active-set method from their codes (its steps within the
+        # iterations left), FISTA where it stops short
         rows = torch.cat(handed)
-        Z[rows], n_fb, _, gaps[rows] = fallback(X[rows], Z[rows], max_iter - first)
-        n_iter = max(n_iter, first + n_fb)
+        Z[rows] = solve_exactly(X[rows], D, Z[rows], penalty.scaled(alpha), penalty.positive,
+                                max_steps=min(max_iter - first, 2 * m + 16))[0]
+        gaps[rows] = _full_gap(X[rows], Z[rows], D, alpha, penalty)[0]
+        rows = rows[gaps[rows] > tol]
+        if rows.numel():
+            Z[rows], n_fb, _, gaps[rows] = fallback(X[rows], Z[rows], max_iter - first)
+            n_iter = max(n_iter, first + n_fb)
     return Z, n_iter, gaps <= tol, gaps
 
 
@@ -275,7 +273,7 @@ def _inner_gap(U, batch, alpha, positive):
     return rel / target
 
 
-def polish_where_better(X, Z, rel, D, XDt, G, alpha, penalty, rows, C=None):
+def polish_where_better(X, Z, rel, D, alpha, penalty, rows, C=None):
     """:func:`polish_support` on the samples ``rows``, kept where it lowers the full duality gap.
 
     Returns the codes, their relative gaps, the rows whose candidate was kept and, where the correlations
@@ -283,7 +281,7 @@ def polish_where_better(X, Z, rel, D, XDt, G, alpha, penalty, rows, C=None):
     """
     if not rows.numel():
         return Z, rel, rows, C
-    cand = polish_support(X, D, XDt, G, Z, penalty.scaled(alpha), rows)
+    cand = polish_support(X, D, Z, penalty.scaled(alpha), rows)
     rel_c, C_c = _full_gap(X[rows], cand, D, alpha, penalty)
     better = rel_c < rel[rows]
     acc = rows[better]

@@ -1,7 +1,8 @@
 """Cyclic coordinate descent ("cd") on dense codes in strongly coherent dictionaries (atoms sharing one direction,
 mutual coherence above 0.95): plain sweeps crawl there (thousands of sweeps), the compiled kernel's active-set
-solve on the working set reaches the lasso optimum within the default ``max_iter``. Checked against the lasso's
-KKT conditions and scikit-learn's ``LassoLars``, in float64 and float32, plain and non-negative codes."""
+solve on the working set reaches the lasso optimum within the default ``max_iter``, and so does the torch twin
+(GPUs) with its batched active-set solve. Checked against the lasso's KKT conditions and scikit-learn's
+``LassoLars``, in float64 and float32, plain and non-negative codes, on both paths."""
 
 import warnings
 
@@ -17,9 +18,15 @@ from sparsecode.solvers import cyclic_coordinate_descent
 
 from .test_solvers_sparse_coding import _kkt_violation
 
-# the torch twin (GPUs, no compiler) sweeps plainly and crawls here, as benchmarks/README.md ("On a GPU") records
-pytestmark = pytest.mark.skipif(compiled_kernels() is None,
-                                reason="needs the compiled CPU kernels' active-set solve")
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def path(request):
+    """Every test on the compiled kernel and on the torch twin that GPUs run."""
+    if request.param == "torch":
+        request.getfixturevalue("torch_paths")
+    elif compiled_kernels() is None:
+        pytest.skip("the compiled CPU kernels are not built here")
+    return request.param
 
 ALPHA = 1e-4  # 80-100% of the features non-zero
 N_FEATURES = 16

@@ -32,15 +32,15 @@ def _surrogate(D, A, B):
 
 @pytest.mark.parametrize("positive", [False, True])
 @pytest.mark.parametrize("m", [24, 80], ids=["one block", "blocks of 32 and a partial one"])
-def test_compiled_sweep_equals_the_torch_sweep(monkeypatch, positive, m):
+def test_compiled_sweep_equals_the_torch_sweep_on_every_device(monkeypatch, device, positive, m):
     D, A, B = _statistics(0, m=m)
     compiled = D.clone()
     update_dictionary(compiled, A, B, positive=positive)
     monkeypatch.setattr(module, "compiled_kernels", lambda: None)
-    looped = D.clone()
-    update_dictionary(looped, A, B, positive=positive)
-    assert torch.allclose(compiled, looped, atol=1e-12)
-    assert torch.equal(compiled[3], D[3])
+    looped = D.to(device)
+    update_dictionary(looped, A.to(device), B.to(device), positive=positive)
+    assert torch.allclose(compiled, looped.cpu(), atol=1e-12)
+    assert torch.equal(compiled[3], D[3]) and torch.equal(looped[3].cpu(), D[3])
 
 
 @pytest.mark.parametrize("positive", [False, True])

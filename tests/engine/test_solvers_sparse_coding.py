@@ -171,7 +171,9 @@ def test_sparse_encode_takes_sklearn_names_and_signature():
         ours = sparse_encode(X, D, algorithm=algorithm, n_jobs=2, gram=D @ D.T, cov=D @ X.T, copy_cov=False,
                              check_input=True, verbose=0, **kwargs)
         ref = sk_sparse_encode(X, D, algorithm=algorithm, **kwargs)
-        assert ours.shape == ref.shape and ((ours != 0) == (ref != 0)).all(), algorithm
+        # scikit-learn's LARS can leave an atom that left the path at a rounding residue (1e-18): not support
+        on = np.abs(ref) > 1e-12 * np.abs(ref).max()
+        assert ours.shape == ref.shape and ((ours != 0) == on).all(), algorithm
     # scikit-learn's default number of atoms: n_features // 10 clipped to [1, n_components]
     assert ((sparse_encode(X, D[:1], algorithm="omp") != 0).sum(1) == 1).all()
     assert ((sparse_encode(X, D, algorithm="omp") != 0).sum(1) == 2).all()
