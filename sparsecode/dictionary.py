@@ -124,9 +124,10 @@ def _sweep(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, positive: bool) ->
     """The sweep in torch operations, in place: ``d_k <- proj(c_k - D^T a_k / A_kk)`` atom after atom.
 
     ``c_k = d_k + b_k / A_kk`` is formed for every atom at once (row ``k`` changes only at its own turn), so
-    that an atom costs one ``addmv``, the projection and a copy, and no host synchronisation (on a GPU each
-    operation is a kernel launch, which sets the time). An unused atom (``A_kk = 0``, so ``A_jk = 0``: the
-    others do not read it) is swept with ``1/A_kk`` taken as 0 and gets its row back at the end.
+    that an atom costs one ``addmv`` and the projection written into its row (four operations in all), and no
+    host synchronisation: on a GPU each operation is a kernel launch, whose cost sets the time. An unused atom
+    (``A_kk = 0``, so ``A_jk = 0``: the others do not read it) is swept with ``1/A_kk`` taken as 0 and gets its
+    row back at the end.
     """
     diag = torch.diagonal(A)
     used = (diag > 0).unsqueeze(1)
@@ -135,7 +136,7 @@ def _sweep(D: torch.Tensor, A: torch.Tensor, B: torch.Tensor, positive: bool) ->
     c_rows, a_rows = torch.addcmul(D, B, inv).unbind(0), (A * inv).unbind(0)
     rows, Dt = D.unbind(0), D.T
     for k in range(D.shape[0]):
-        rows[k].copy_(project_rows_to_ball(torch.addmv(c_rows[k], Dt, a_rows[k], alpha=-1), 1.0, positive))
+        project_rows_to_ball(torch.addmv(c_rows[k], Dt, a_rows[k], alpha=-1), 1.0, positive, out=rows[k])
     D.copy_(torch.where(used, D, before))
 
 

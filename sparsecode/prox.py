@@ -84,15 +84,20 @@ def group_soft_threshold(
 
 
 @torch.no_grad()
-def project_rows_to_ball(W: torch.Tensor, radius=1.0, positive: bool = False) -> torch.Tensor:
-    """In place: rows of ``W`` with norm above ``radius`` are scaled back onto the ball.
+def project_rows_to_ball(W: torch.Tensor, radius: float = 1.0, positive: bool = False,
+                         out: torch.Tensor | None = None) -> torch.Tensor:
+    """In place, or into ``out``: rows of ``W`` with norm above ``radius`` are scaled back onto the ball.
 
-    With ``positive=True`` negative entries are zeroed first. Returns ``W``.
+    With ``positive=True`` negative entries of ``W`` are zeroed first. Returns ``W``, or ``out`` where given.
+    Three operations for the unit ball (the norms, their clamp, the division): each is a kernel launch on a
+    GPU, where the dictionary's sweep projects one atom at a time.
     """
     if positive:
         W.clamp_(min=0)
-    norms = torch.linalg.vector_norm(W, dim=-1, keepdim=True)
-    return W.mul_(radius / norms.clamp_(min=radius))
+    scale = torch.linalg.vector_norm(W, dim=-1, keepdim=True).clamp_(min=radius)
+    if radius != 1:
+        scale.div_(radius)
+    return W.div_(scale) if out is None else torch.div(W, scale, out=out)
 
 
 @torch.no_grad()
