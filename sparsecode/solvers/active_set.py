@@ -26,7 +26,6 @@ import torch
 __all__ = ["active_set"]
 
 
-
 def active_set(C0: torch.Tensor, G: torch.Tensor, Z: torch.Tensor, alpha, positive: bool = False, *,
                join: bool = True, max_steps: int | None = None, rank: int | None = None) -> torch.Tensor:
     """The exact lasso solution from the warm start ``Z`` (updated in place) by the active-set method above.
