@@ -3,8 +3,10 @@
 Run ``python benchmarks/profile_dictionary_step.py [--device cuda]``. The step of ``bench_dictionary.py`` (256
 unit-norm 8x8 patches of ``china.jpg``, 256 atoms, alpha 0.1 of their contrast, three block-coordinate sweeps),
 timed over 20 steps after 10 of warm-up, then counted once: the torch operations each part dispatches (views
-left out) and its host synchronisations. On a GPU each operation is a kernel launch, and their number, not
-their size, sets the time of small problems; on the CPU the compiled kernels are one operation each.
+left out) and its host synchronisations (``.item()``, ``nonzero`` and copies to the host; a ``.tolist()`` of a CPU
+tensor dispatches nothing, so on the CPU the torch homotopy's one transfer a path step goes uncounted). On a GPU
+each operation is a kernel launch, and their number, not their size, sets the time of small problems; on the
+CPU the compiled kernels are one operation each.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from sparsecode.dictionary import N_SWEEPS, OnlineDictionaryState, init_dictiona
 from sparsecode.penalties import make_penalty
 from sparsecode.solvers.encode import solve_lasso
 
+_SYNCS = (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default)
+
 
 class _Count(TorchDispatchMode):
     """Operations dispatched (views left out) and host synchronisations."""
@@ -30,7 +34,9 @@ class _Count(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops += not func.is_view
-        self.syncs += func is torch.ops.aten._local_scalar_dense.default
+        to = (kwargs or {}).get("device")
+        self.syncs += func in _SYNCS or (func is torch.ops.aten._to_copy.default and to is not None
+                                         and torch.device(to).type == "cpu" and args[0].device.type != "cpu")
         return func(*args, **(kwargs or {}))
 
 

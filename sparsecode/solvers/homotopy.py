@@ -51,12 +51,14 @@ __all__ = ["homotopy", "lars"]
 
 
 def _argmax_rows_(h: torch.Tensor, descending: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row maxima of ``h`` and the first column attaining each; ``h`` is overwritten.
+    """Row maxima of ``h`` and the first column attaining each; ``h`` may be overwritten.
 
-    ``torch.max(h, 1)`` is several times slower than a plain ``amax`` on the CPU; the index comes from
+    ``torch.max(h, 1)`` is several times slower than a plain ``amax`` on the CPU; there the index comes from
     float ops in place: ``sign(h - max) + 1`` is 1 exactly at the maxima, and ``descending`` (n_columns
-    down to 1) makes the first of them the largest.
+    down to 1) makes the first of them the largest. Elsewhere one reduction launches one kernel, not six.
     """
+    if h.device.type != "cpu":
+        return h.max(1)
     top = h.amax(1, keepdim=True)
     first = h.sub_(top).sign_().add_(1).mul_(descending).amax(1)
     return top.squeeze(1), (h.shape[1] - first).long()
@@ -130,25 +132,27 @@ class _Path:
         return who & ~ok
 
     def leave(self, who: torch.Tensor, q: torch.Tensor) -> None:
-        """Remove slot ``q`` from the samples ``who``: ``M - M_q M_q^T / M_qq`` and ``d - M_q d_q / M_qq``."""
+        """Remove slot ``q`` from the samples ``who``: ``M - M_q M_q^T / M_qq`` and ``d - M_q d_q / M_qq``.
+
+        Masked updates throughout: the indices of ``who`` would make the host wait for the device.
+        """
         qq = q.unsqueeze(1)
         k = self.M.shape[1]
-        col = self.M.view(-1, k * k).gather(1, qq * k + torch.arange(k, device=q.device))  # row q = column q
+        slots = torch.arange(k, device=q.device)
+        col = self.M.view(-1, k * k).gather(1, qq * k + slots)  # row q = column q
         f = torch.where(who, 1 / torch.where(who, col.gather(1, qq).squeeze(1), 1.0), 0.0)
         self.d.addcmul_(col, (self.d.gather(1, qq).squeeze(1) * f).unsqueeze(1), value=-1)
         self.M.addcmul_(col.unsqueeze(2), (col * f.unsqueeze(1)).unsqueeze(1), value=-1)
-        r = torch.nonzero(who).squeeze(1)
-        qw = q[r]
-        self.M[r, qw, :] = 0
-        self.M[r, :, qw] = 0
-        self.d[r, qw] = 0
-        self.z[r, qw] = 0
-        atom = self.idx[r, qw]
-        self.free[r, atom] = 1
-        self.banned[r] = atom
-        self.side[r] = self.s[r, qw]
-        self.idx[r, qw] = self.m
-        self.s[r, qw] = 0
+        atom = self.idx.gather(1, qq).clamp_(max=self.m - 1)  # (the dummy atom m where no slot leaves)
+        self.free.scatter_(1, atom, torch.where(who.unsqueeze(1), 1.0, self.free.gather(1, atom)))
+        self.banned = torch.where(who, atom.squeeze(1), self.banned)
+        self.side = torch.where(who, self.s.gather(1, qq).squeeze(1), self.side)
+        gone = (slots == qq) & who.unsqueeze(1)  # slot q of the samples who; the updates leave rounding there
+        kept = (~gone).to(self.M.dtype)
+        self.M.mul_(kept.unsqueeze(2)).mul_(kept.unsqueeze(1))
+        for t in (self.d, self.z, self.s):
+            t.mul_(kept)
+        self.idx.masked_fill_(gone, self.m)
         self.size -= who.long()
 
 
@@ -212,22 +216,27 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
         if max_active is not None and bool(flipped.any()):  # the next direction follows the new signs
             p.d = (p.M @ p.s.unsqueeze(2)).squeeze(2)
         stop = p.running & (g_stop <= torch.minimum(g_join, g_leave))
-        leave = p.running & ~stop & (g_leave < g_join)
-        join = p.running & ~stop & ~leave
+        go = p.running & ~stop
+        leave = go & (g_leave < g_join)
+        join = go & ~leave
         p.banned.fill_(-1)
         p.side.zero_()
-        if bool(leave.any()):
-            p.leave(leave, q)
-        if max_active is not None:  # LARS: max_active steps; after a flip the joining atom waits one step
-            stop = stop | (p.running & (step >= max_active))
-            join = join & ~stop
+        if max_active is not None:  # LARS (no atom leaves): max_active steps; after a flip the joining atom waits
+            if step >= max_active:
+                stop, go = p.running, torch.zeros_like(go)
+            join = join & go
             p.banned = torch.where(join & flipped, j, p.banned)
             join = join & ~flipped
             # the largest inactive correlation joins and sets the level (it may have passed it while banned)
             top, j = torch.where(p.free > 0, p.c if positive else p.c.abs(), -1.0).max(1)
             p.lam = torch.where(join, top, p.lam)
-        if bool(join.any()):
-            if bool((join & (p.size == p.idx.shape[1])).any()) and p.idx.shape[1] < max_slots:
+        # what the host needs of this step, in one transfer: a device waits for nothing else
+        n_leave, n_join, n_full, n_running = torch.stack(
+            (leave, join, join & (p.size == p.idx.shape[1]), go)).sum(1).tolist()
+        if n_leave:
+            p.leave(leave, q)
+        if n_join:
+            if n_full and p.idx.shape[1] < max_slots:
                 p.grow(min(p.idx.shape[1] + 8, max_slots))
             full = join & (p.size == p.idx.shape[1])
             sign = torch.ones_like(gamma) if positive else torch.sign(p.c.gather(1, j.unsqueeze(1)).squeeze(1))
@@ -236,10 +245,10 @@ def _path_chunk(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, alpha: float,
                 out_j = p.free.gather(1, j.unsqueeze(1))
                 p.free.scatter_(1, j.unsqueeze(1), torch.where(broke.unsqueeze(1), 0.0, out_j))
             else:
-                failed[p.rows[broke]] = True
+                failed[p.rows] |= broke
                 stop = stop | broke
         p.running &= ~stop
-        if int(p.running.sum()) <= 0.75 * p.rows.numel():  # drop the samples that have arrived
+        if n_running <= 0.75 * p.rows.numel():  # drop the samples that have arrived (LARS: or broke, next step)
             done = ~p.running
             arrived[p.rows[done]] = True
             out[p.rows[done]] = out.new_zeros((int(done.sum()), m + 1)).scatter_(1, p.idx[done], p.z[done])

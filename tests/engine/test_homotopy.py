@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import Lasso
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from sparsecode._extension import compiled_kernels
 from sparsecode.objectives import duality_gap, lasso_energy
@@ -226,10 +227,32 @@ def test_auto_is_the_homotopy_from_zero_and_fista_from_a_warm_start():
     assert torch.allclose(with_fista_options.code, homotopy(X, D, 0.05, tol=1e-12).code, atol=1e-8)
 
 
-def test_argmax_rows_finds_the_first_maximum():
-    h = torch.tensor([[0.0, 3.0, 1.0, 3.0], [5.0, 0.0, 5.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
-    top, idx = _argmax_rows_(h.clone(), torch.arange(4, 0, -1, dtype=h.dtype))
-    assert torch.equal(top, torch.tensor([3.0, 5.0, 0.0])) and torch.equal(idx, torch.tensor([1, 0, 0]))
+def test_argmax_rows_finds_the_first_maximum(device):
+    h = torch.tensor([[0.0, 3.0, 1.0, 3.0], [5.0, 0.0, 5.0, 2.0], [0.0, 0.0, 0.0, 0.0]], device=device)
+    top, idx = _argmax_rows_(h.clone(), torch.arange(4, 0, -1, dtype=h.dtype, device=device))
+    assert top.tolist() == [3.0, 5.0, 0.0] and idx.tolist() == [1, 0, 0]
+
+
+class _Syncs(TorchDispatchMode):
+    """Counts the operations that make the host wait for the device: ``.item()``, ``nonzero``, copies to the host
+    (a ``.tolist()`` of a CPU tensor dispatches nothing: the path's one transfer a step is not counted here)."""
+
+    count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default)
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_torch_path_waits_for_the_device_only_to_drop_samples():
+    """A step's joins, leaves and arrivals reach the host in one transfer; the other waits are the drops of
+    samples that have arrived (each a few, and rarer as the batch shrinks). Five waits a step made GPU paths
+    wait for every step's kernels before launching the next's."""
+    X, D = _complete(1)
+    with _Syncs() as syncs:
+        Z, steps, arrived = _path(X, D, 0.005)
+    assert bool(arrived.all()) and steps > 30
+    assert syncs.count < steps / 2
 
 
 def test_device_is_followed(device):
