@@ -75,6 +75,17 @@ def data_scale(X: np.ndarray, atom_size: int | None = None, distributed=None) ->
     return scale if scale > 0 else 1.0
 
 
+def data_mean(X: np.ndarray, distributed=None) -> np.ndarray:
+    """The mean of the rows of ``X`` (float64), over every rank's shard when ``distributed`` is given (as
+    :func:`data_scale`), so that all ranks share it."""
+    total = torch.cat([torch.as_tensor(np.sum(X, axis=0, dtype=np.float64)).reshape(-1),
+                       torch.tensor([X.shape[0]], dtype=torch.float64)])
+    if distributed is not None:
+        check_process_group(str(distributed))
+        (total,) = sum_over_ranks([total])
+    return (total[:-1] / total[-1].clamp(min=1)).numpy().reshape(X.shape[1:])
+
+
 _NOT_IDENTIFYING = frozenset({"max_iter", "verbose", "checkpoint"})
 
 
@@ -193,6 +204,12 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
         if self.distributed is not None:
             self._agree()
         return data_scale(X, atom_size, distributed=self.distributed)
+
+    def _data_mean(self, X: np.ndarray) -> np.ndarray:
+        """:func:`data_mean` of the training data, over every rank's shard in a distributed fit."""
+        if self.distributed is not None:
+            self._agree()
+        return data_mean(X, distributed=self.distributed)
 
     def _train(
         self,

@@ -149,11 +149,13 @@ class PredictiveSparseDecomposition(EnergyScoreMixin, LinearDecoderMixin, Traine
             self._resolve_device()
             self._resolve_structure(X.shape[1])
             self.input_scale_ = self._data_scale(X)
+            mean = self._data_mean(X)
         self._resolve_alpha(self.input_scale_)
         if first:
             Xt = self._scaled(self._tensor(X))
             D = init_dictionary(Xt, self._n_components, self._generator(random_state))
-            self._module = PSD(D, self.encoder, alpha=self.alpha_ / self.input_scale_, positive=self.positive_code)
+            self._module = PSD(D, self.encoder, alpha=self.alpha_ / self.input_scale_, positive=self.positive_code,
+                               offset=self._scaled(self._tensor(mean, dtype=D.dtype)))
         Xt = self._scaled(self._tensor(X, dtype=self._module.dictionary.dtype))
         self._train(
             self._module,
