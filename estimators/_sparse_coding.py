@@ -19,7 +19,7 @@ from sparsecode.topography import Pools
 from ._base import DEVICE_CONSTRAINT, FitMixin, FloatTransformerMixin, LinearDecoderMixin, TorchEstimatorMixin
 from ._validation import check_codes, check_input
 
-__all__ = ["SparseCodingMixin", "TORCH_ALGORITHMS", "SKLEARN_ALGORITHMS", "group_index"]
+__all__ = ["SparseCodingMixin", "TORCH_ALGORITHMS", "SKLEARN_ALGORITHMS", "group_index", "warn_all_zero"]
 
 TORCH_ALGORITHMS = ["auto", *SOLVERS]
 SKLEARN_ALGORITHMS = [*ALIASES, *GREEDY]
@@ -68,6 +68,19 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
     _, inverse = np.unique(labels, return_inverse=True)
     return torch.as_tensor(inverse, dtype=torch.long)
 
+
+
+def warn_all_zero(alpha: float, alpha_max: float, correlation: str, stacklevel: int) -> None:
+    """The warning that every code is zero: ``alpha`` is at least ``alpha_max``, the largest correlation between
+    the data and an atom (``correlation`` says which), above which the lasso's solution is zero."""
+    warnings.warn(
+        f"Every code is zero: alpha={alpha:g} is at least the largest correlation between the data and "
+        f"an atom, {correlation} = {alpha_max:.4g}, above which the lasso's solution is zero. Choose "
+        f"alpha below {alpha_max:.4g} (a fraction of it, such as 0.1 * {alpha_max:.4g}), or rescale the "
+        "data.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
 
 class SparseCodingMixin(
     FitMixin, LinearDecoderMixin, ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TorchEstimatorMixin
@@ -174,15 +187,7 @@ class SparseCodingMixin(
         """Say so when every code is zero on non-zero data, naming the largest useful alpha."""
         if alpha <= 0 or code.any() or not X.any():
             return
-        alpha_max = max_correlation(X, D, positive=self.positive_code)
-        warnings.warn(
-            f"Every code is zero: alpha={alpha:g} is at least the largest correlation between the data and "
-            f"an atom, max |X D^T| = {alpha_max:.4g}, above which the lasso's solution is zero. Choose "
-            f"alpha below {alpha_max:.4g} (a fraction of it, such as 0.1 * {alpha_max:.4g}), or rescale the "
-            "data.",
-            UserWarning,
-            stacklevel=4,
-        )
+        warn_all_zero(alpha, max_correlation(X, D, positive=self.positive_code), "max |X D^T|", stacklevel=5)
 
     def _penalty_value(self, code: np.ndarray) -> np.ndarray:
         """Per-sample penalty of (possibly split-sign) codes, for ``score``."""

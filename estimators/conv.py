@@ -13,10 +13,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sparsecode import border_weights, solve_conv_lasso
+from sparsecode.convolution import conv_correlate
+from sparsecode.penalties import L1
 
 from ._base import FitMixin, TorchEstimatorMixin
 from ._conv_images import ConvCodingMixin
-from ._sparse_coding import SparseCodingMixin
+from ._sparse_coding import SparseCodingMixin, warn_all_zero
 from ._validation import check_dictionary
 
 __all__ = ["ConvSparseCoder"]
@@ -149,17 +151,22 @@ class ConvSparseCoder(FitMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstima
         Dt = self._tensor(D, dtype=Xt.dtype)
         weights = border_weights(shape[:2], D.shape[2:], like=Xt) if self.border_weighting else None
         alpha = 1.0 if self.transform_alpha is None else float(self.transform_alpha)
+        penalty = self._map_penalty(D.shape[0])
         res = solve_conv_lasso(
             Xt,
             Dt,
             alpha,
             algorithm=self.transform_algorithm,
-            penalty=self._map_penalty(D.shape[0]),
+            penalty=penalty,
             weights=weights,
             max_iter=self.transform_max_iter,
             tol=self.transform_tol,
         )
         SparseCodingMixin._warn_not_converged(self, res)
+        if alpha > 0 and isinstance(penalty, L1) and not bool(res.code.any()) and bool(Xt.any()):
+            C = conv_correlate(Xt if weights is None else Xt * weights, Dt)
+            largest = float(C.amax() if self.positive_code else C.abs().amax())
+            warn_all_zero(alpha, largest, "max |conv_correlate(X, D)|", stacklevel=4)
         return Xt, res.code, X.dtype
 
     def _decoder_kernels(self) -> np.ndarray:

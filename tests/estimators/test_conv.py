@@ -320,3 +320,23 @@ def test_pipeline_in_grid_search(digits):
         grid.fit(X, y)
     assert grid.best_score_ > 0.3  # chance is 0.1
     assert grid.predict(X[:5]).shape == (5,)
+
+
+@pytest.mark.parametrize("border_weighting", [False, True])
+@pytest.mark.parametrize("positive", [False, True])
+def test_all_zero_maps_warn_and_name_the_largest_useful_alpha(positive, border_weighting):
+    """As SparseCoder: alpha above every correlation of an image with a filter gives zero maps; say so, and
+    name the alpha below which they are not (just below it, one coefficient is non-zero)."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(4, 12, 12)
+    X /= np.linalg.norm(X.reshape(4, -1), axis=1)[:, None, None]
+    F = rng.randn(5, 4, 4)
+    F /= np.linalg.norm(F.reshape(5, -1), axis=1)[:, None, None]
+    options = dict(positive_code=positive, border_weighting=border_weighting, device="cpu")
+    with pytest.warns(UserWarning, match=r"max \|conv_correlate\(X, D\)\| = ") as record:
+        assert not ConvSparseCoder(F, **options).fit_transform(X).any()
+    alpha_max = float(str(record[0].message).split("= ")[1].split(",")[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coder = ConvSparseCoder(F, transform_alpha=0.999 * alpha_max, transform_tol=1e-8, **options)
+        assert coder.fit_transform(X).any()
