@@ -111,8 +111,9 @@ def init_conv_dictionary(X: torch.Tensor, n_components: int, kernel_size: tuple[
     r, c = rest // w, rest % w
     D = torch.stack([X[a, :, b:b + kh, e:e + kw] for a, b, e in zip(i.tolist(), r.tolist(), c.tolist())])
     D = D - D.mean(dim=(2, 3), keepdim=True)
-    noise = torch.randn(D.shape, generator=generator, device=where, dtype=D.dtype)
-    D = D + 1e-3 * noise.to(D.device) * (D.flatten(1).norm(dim=1).amax() + 1)
+    # drawn in one dtype, so that float32 and float64 data start from the same kernels (flat patches are noise)
+    noise = torch.randn(D.shape, generator=generator, device=where).to(D)
+    D = D + 1e-3 * noise * (D.flatten(1).norm(dim=1).amax() + 1)
     return D / torch.linalg.vector_norm(D.flatten(1), dim=1).view(-1, 1, 1, 1)
 
 

@@ -72,3 +72,13 @@ def test_low_rank_full_batch_update_equals_the_explicit_one():
     explicit.gram()  # forms A from the codes and drops them
     assert explicit.codes is None
     torch.testing.assert_close(update_conv_dictionary(D, explicit), D1)
+
+
+def test_initial_kernels_do_not_depend_on_the_dtype():
+    """A kernel drawn on a flat patch is its noise; drawn in the data's dtype, the noise (so the kernels, and
+    the fits) of float32 and float64 images differed entirely."""
+    X = torch.rand(6, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    X[:, :, :10, :10] = 0.5  # flat regions
+    D64, D32 = (init_conv_dictionary(X.to(dt), 12, (5, 5), torch.Generator().manual_seed(1))
+                for dt in (torch.float64, torch.float32))
+    assert D32.dtype == torch.float32 and torch.allclose(D64, D32.double(), atol=1e-5)
