@@ -22,8 +22,13 @@ from sparsecode.solvers.conv_admm import ADMMState
 from ._base import EnergyScoreMixin, FitMixin, TorchEstimatorMixin, unchanged_on_failure
 from ._conv_images import ConvCodingMixin, pair
 from ._sparse_coding import SparseCodingMixin
+from ._training import data_scale
 
 __all__ = ["ConvDictionaryLearning"]
+
+# the default alpha's fraction of the patches' root-mean-square norm: the former fixed default, 0.1, on
+# photographs in [0, 1] with 8x8 kernels (whose patches' norm is about 5)
+ALPHA_FRACTION = 0.02
 
 
 class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchEstimatorMixin, BaseEstimator):
@@ -44,8 +49,13 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         Number of kernels / feature maps.
     kernel_size : int or (int, int), default=8
         Kernel height and width, clipped to the image size (the fitted size is ``kernel_size_``).
-    alpha : float, default=0.1
-        Sparsity penalty of the learning.
+    alpha : float, default=None
+        Sparsity penalty of the learning; None uses ``0.02`` times the root-mean-square norm of the training
+        images' ``C x kh x kw`` patches (the resolved value is ``alpha_``, fixed by the first ``fit`` or
+        ``partial_fit``): about 0.1, the former fixed default, on photographs in [0, 1] with 8x8 kernels, and
+        as much relative to the data on any other scaling. The fixed 0.1 gave dense codes that ADMM did not
+        settle within ``transform_max_iter`` on pixel values in [0, 255], and codes of little use on images
+        of unit norm.
     max_iter : int, default=10
         Passes over the data.
     batch_size : int, default=None
@@ -61,7 +71,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
 {shape}{pooling}    transform_algorithm : {"auto", "admm", "fista", "ista"}, default="auto"
         Solver of :meth:`transform` (:func:`sparsecode.solvers.solve_conv_lasso`).
     transform_alpha : float, default=None
-        Penalty of :meth:`transform`; ``alpha`` when None.
+        Penalty of :meth:`transform`; ``alpha_`` when None.
     transform_max_iter : int, default=1000
     transform_tol : float, default=1e-5
         Relative duality gap of :meth:`transform`; an image that does not get there raises a
@@ -74,6 +84,8 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
     ----------
     components_ : ndarray of shape (n_components, C, kh, kw)
         The kernels.
+    alpha_ : float
+        The penalty used: ``alpha``, or its default relative to the training images' scale.
     image_shape_ : tuple (H, W, C)
     kernel_size_ : tuple (kh, kw)
     n_iter_ : int
@@ -98,7 +110,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left"), None],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "positive_code": ["boolean"],
@@ -119,7 +131,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         n_components=8,
         *,
         kernel_size=8,
-        alpha=0.1,
+        alpha=None,
         max_iter=10,
         batch_size=None,
         positive_code=False,
@@ -163,6 +175,8 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         self.image_shape_ = shape
         kh, kw = pair(self.kernel_size, "kernel_size")
         self.kernel_size_ = (min(kh, shape[0]), min(kw, shape[1]))
+        self.alpha_ = (ALPHA_FRACTION * data_scale(X, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
+                       if self.alpha is None else float(self.alpha))
         Xt = self._to_images(X, shape)
         generator = self._generator(random_state)
         self._kernels = init_conv_dictionary(Xt, self.n_components, self.kernel_size_, generator)
@@ -174,14 +188,14 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         """One learning step on images ``Xt``: the mean energy at their codes (before the update), the codes."""
         D, penalty = self._kernels, self._map_penalty(self.n_components)
         D_new, res = conv_dictionary_step(
-            Xt, D, self._state, float(self.alpha), penalty=penalty, full_batch=full_batch, z0=z0, resume=resume,
+            Xt, D, self._state, self.alpha_, penalty=penalty, full_batch=full_batch, z0=z0, resume=resume,
             coding_tol=self.coding_tol, coding_max_iter=self.coding_max_iter,
             dictionary_max_iter=self.dictionary_max_iter,
         )
         self._kernels = D_new
         self.n_steps_ += 1
         self.components_ = self._numpy(D_new)
-        energy = conv_lasso_energy(Xt, res.code, D, float(self.alpha), penalty=penalty)
+        energy = conv_lasso_energy(Xt, res.code, D, self.alpha_, penalty=penalty)
         return float(energy.mean()), res.code
 
     def _fit(self, X) -> None:
@@ -241,7 +255,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         check_is_fitted(self, "components_")
         X, shape = self._validated_images(X, reset=False)
         Xt = self._images(X, shape)
-        alpha = float(self.alpha if self.transform_alpha is None else self.transform_alpha)
+        alpha = self.alpha_ if self.transform_alpha is None else float(self.transform_alpha)
         res = solve_conv_lasso(Xt, self._kernels, alpha, algorithm=self.transform_algorithm,
                                penalty=self._map_penalty(self.n_components), max_iter=self.transform_max_iter,
                                tol=self.transform_tol)
@@ -250,7 +264,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
 
     def _energies(self, X):
         Xt, Z, _ = self._codes(X)
-        alpha = float(self.alpha if self.transform_alpha is None else self.transform_alpha)
+        alpha = self.alpha_ if self.transform_alpha is None else float(self.transform_alpha)
         return conv_lasso_energy(Xt, Z, self._kernels, alpha, penalty=self._map_penalty(self.n_components))
 
     def _decoder_kernels(self) -> torch.Tensor:

@@ -56,3 +56,15 @@ def test_float32_and_positive_codes(images):
     assert (codes >= 0).all()
     rebuilt = cdl.inverse_transform(codes)
     assert rebuilt.shape == (12, 256)
+
+
+def test_default_alpha_follows_the_scale_of_the_images(images):
+    """alpha=None: a fraction of the patches' root-mean-square norm, so that scaling the images scales the
+    penalty (a fixed 0.1 coded pixel values in [0, 255] densely, and images of unit norm with few atoms)."""
+    fits = [ConvDictionaryLearning(3, kernel_size=4, max_iter=1, random_state=0, device="cpu").fit(c * images)
+            for c in (1.0, 255.0)]
+    assert fits[0].alpha_ > 0 and np.isclose(fits[1].alpha_, 255.0 * fits[0].alpha_)
+    codes = [fit.transform(c * images) for fit, c in zip(fits, (1.0, 255.0))]
+    assert np.isclose(np.mean(codes[0] != 0), np.mean(codes[1] != 0), atol=0.02)
+    given = ConvDictionaryLearning(3, kernel_size=4, alpha=0.05, max_iter=0, device="cpu").fit(images)
+    assert given.alpha_ == 0.05
