@@ -226,6 +226,7 @@ class TrainedEstimator(TorchEstimatorMixin, BaseEstimator):
         max_steps: int | None = None,
         reset: bool = True,
         lr_decay: float = 0.0,
+        stage: str = "",
     ) -> TrainResult:
         """Run :func:`sparsecode.training.fit_module` with this estimator's parameters.
 
@@ -242,6 +243,8 @@ generator, max_steps
         lr_decay : float, default=0.0
             Torch7's ``learningRateDecay`` counted in samples seen (see
             :func:`sparsecode.training.fit_module`); each estimator chooses its own value.
+        stage : str, default=""
+            Named after the class in the lines of ``verbose`` (a fit in stages: which one).
 
         Returns
         -------
@@ -288,6 +291,7 @@ generator, max_steps
             residual_fn=residual_fn,
             generator=generator,
             verbose=int(self.verbose),
+            label=" ".join(filter(None, (type(self).__name__, stage))),
             state=state,
             max_steps=max_steps,
             lr_decay=lr_decay,

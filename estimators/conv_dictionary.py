@@ -6,6 +6,7 @@ The image layouts and the features are those of :mod:`estimators._conv_images`; 
 
 from __future__ import annotations
 
+import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -78,6 +79,8 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         ``ConvergenceWarning``.
     random_state : int, RandomState instance or None, default=None
         The draw of the initial kernels (image patches) and the order of the minibatches.
+    verbose : bool or int, default=False
+        Print one line per pass of ``fit`` (mean energy, time).
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
 
     Attributes
@@ -124,6 +127,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
         "transform_tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -147,6 +151,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         transform_max_iter=1000,
         transform_tol=1e-5,
         random_state=None,
+        verbose=False,
         device="auto",
     ):
         self.n_components = n_components
@@ -167,6 +172,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         self.transform_max_iter = transform_max_iter
         self.transform_tol = transform_tol
         self.random_state = random_state
+        self.verbose = verbose
         self.device = device
 
     def _start(self, X: np.ndarray, shape, random_state: np.random.RandomState) -> torch.Tensor:
@@ -209,14 +215,18 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         self.components_ = self._numpy(self._kernels)
         # with all images in each step, each coding continues the previous one (codes, ADMM dual and rho)
         codes, resume = None, ADMMState()
-        for _ in range(self.max_iter):
+        start = time.perf_counter()
+        for i in range(self.max_iter):
             if batch == n:
                 loss, codes = self._step(Xt, full_batch=True, z0=codes, resume=resume)
                 self.loss_curve_.append(loss)
-                continue
-            order = torch.as_tensor(random_state.permutation(n), device=Xt.device)
-            losses = [self._step(Xt[order[s:s + batch]], full_batch=False)[0] for s in range(0, n, batch)]
-            self.loss_curve_.append(float(np.mean(losses)))
+            else:
+                order = torch.as_tensor(random_state.permutation(n), device=Xt.device)
+                losses = [self._step(Xt[order[s:s + batch]], full_batch=False)[0] for s in range(0, n, batch)]
+                self.loss_curve_.append(float(np.mean(losses)))
+            if self.verbose:
+                print(f"[ConvDictionaryLearning] pass {i + 1}/{self.max_iter}: mean energy "
+                      f"{self.loss_curve_[-1]:.6g}, {time.perf_counter() - start:.1f} s")
         self.n_iter_ = self.max_iter
 
     def partial_fit(self, X, y=None):

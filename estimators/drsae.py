@@ -204,7 +204,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
                 pretrain = self._train(self._module, unsupervised_loss, data,
                                        max_iter=self.pretrain_iter, projection=DrSAEModule.project_,
                                        param_groups=self._module.param_groups(supervised=False),
-                                       generator=generator, lr_decay=self.lr_decay)
+                                       generator=generator, lr_decay=self.lr_decay, stage="pretraining")
             self.pretrain_loss_curve_ = list(getattr(self, "loss_curve_", []))
             # a fresh optimizer for the supervised stage; the decay clock runs on
             self._train_state = TrainState(n_samples_seen=pretrain.state.n_samples_seen)
@@ -214,7 +214,7 @@ class DrSAE(ClassifierMixin, TrainedTransformer):
                 return
         self._train(self._module, supervised_loss, data, projection=DrSAEModule.project_,
                     param_groups=self._module.param_groups(supervised=True), generator=generator,
-                    lr_decay=self.lr_decay, reset=False)
+                    lr_decay=self.lr_decay, reset=False, stage="supervised")
         self._set_fitted_attributes()
 
     def _prepared(self, Xt: torch.Tensor) -> torch.Tensor:

@@ -162,6 +162,7 @@ def fit_module(
     residual_fn: Callable[..., torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     verbose: int = 0,
+    label: str = "",
     state: TrainState | None = None,
     max_steps: int | None = None,
     lr_decay: float = 0.0,
@@ -204,6 +205,8 @@ def fit_module(
         Shuffling, the validation split, SDLM's samples and the power method's start.
     verbose : int, default=0
         1: a line per pass; 2: also a progress bar over each pass's steps.
+    label : str, default=""
+        Printed in brackets before each of those lines (the estimator, and the stage of a fit in stages).
     state : TrainState, optional
         Continue from it: the same optimizer, counters and curves.
     max_steps : int, optional
@@ -249,6 +252,7 @@ def fit_module(
     params = _flat(groups)
     distributed = make_distributed(distributed)
     state = TrainState() if state is None else state
+    prefix = f"[{label}] " if label else ""
     if state.no_improvement_count > n_iter_no_change:
         state.no_improvement_count = 0  # the previous call converged; let this one train
     result = TrainResult([], [], 0, float("nan"), False, False, state)
@@ -305,7 +309,7 @@ def fit_module(
         while result.n_iter < max_iter and (max_steps is None or steps < max_steps) and not result.converged:
             t_start = time.perf_counter()
             order = random_rows(n_train, generator, train[0]) if shuffle else None
-            bar = Progress(context.steps_per_pass, f"pass {state.epoch + 1}") if verbose >= 2 else None
+            bar = Progress(context.steps_per_pass, f"{prefix}pass {state.epoch + 1}") if verbose >= 2 else None
             loss_sum, n_seen = params[0].new_zeros(()), 0
             for start in range(0, n_train, batch_size):
                 if max_steps is not None and steps >= max_steps:
@@ -367,7 +371,7 @@ def fit_module(
             state.best_loss = min(state.best_loss, monitored)
             if verbose:
                 extra = f", validation loss {monitored:.6g}" if valid is not None else ""
-                print(f"pass {state.epoch}: loss {mean:.6g}{extra}, "
+                print(f"{prefix}pass {state.epoch}: loss {mean:.6g}{extra}, "
                       f"{time.perf_counter() - t_start:.2f} s")
             result.converged = state.no_improvement_count > n_iter_no_change
             if checkpoint is not None:

@@ -150,6 +150,8 @@ def test_verbose_prints_only_when_asked(capsys):
     fit_module(linear(), mse, (X, y), max_iter=2, tol=0.0, verbose=2)
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[0].startswith("pass 1: loss")
+    fit_module(linear(), mse, (X, y), max_iter=1, tol=0.0, verbose=1, label="Model stage")
+    assert capsys.readouterr().out.startswith("[Model stage] pass 1: loss")
 
 
 def test_bad_data_is_refused():

@@ -68,3 +68,12 @@ def test_default_alpha_follows_the_scale_of_the_images(images):
     assert np.isclose(np.mean(codes[0] != 0), np.mean(codes[1] != 0), atol=0.02)
     given = ConvDictionaryLearning(3, kernel_size=4, alpha=0.05, max_iter=0, device="cpu").fit(images)
     assert given.alpha_ == 0.05
+
+
+def test_verbose_prints_a_line_per_pass(images, capsys):
+    ConvDictionaryLearning(3, kernel_size=4, max_iter=2, random_state=0, device="cpu").fit(images)
+    assert capsys.readouterr().out == ""
+    ConvDictionaryLearning(3, kernel_size=4, max_iter=2, verbose=1, random_state=0, device="cpu").fit(images)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["[ConvDictionaryLearning] pass 1/2",
+                                                      "[ConvDictionaryLearning] pass 2/2"]

@@ -75,6 +75,14 @@ def test_schedule_pretrains_then_trains_on_both(digits):
     assert clf.n_iter_ == 6 and len(clf.loss_curve_) == 6 and len(clf.pretrain_loss_curve_) == 3
 
 
+def test_verbose_names_the_stage(digits, capsys):
+    X, _, y, _ = digits
+    _small(pretrain_iter=2, max_iter=1, verbose=1).fit(X[:200], y[:200])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "[DrSAE pretraining] pass 1", "[DrSAE pretraining] pass 2", "[DrSAE supervised] pass 1"]
+
+
 def test_classifier_and_transformer_api(digits):
     X, Xte, y, _ = digits
     clf = _small().fit(X, y)
