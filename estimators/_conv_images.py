@@ -144,6 +144,8 @@ class ConvImagesMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin):
     def inverse_transform(self, X):
         """Images ``sum_k D_k * z_k`` decoded from unpooled features (``pooling=None``).
 
+        Plus the fitted mean where the model subtracts one (:class:`ConvSparseAutoencoder`'s ``mean_``).
+
         ``D`` is used in the dtype of ``X`` (float64, else float32).
 
         Parameters
@@ -170,7 +172,14 @@ class ConvImagesMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin):
         D = D.to(Z) if isinstance(D, torch.Tensor) else self._tensor(D, dtype=Z.dtype)
         with torch.no_grad():
             images = ConvOperator(D, (H, W)).reconstruct(Z)
+            mean = self._image_mean()
+            if mean is not None:
+                images += torch.as_tensor(mean).to(images).view(-1, 1, 1)
         return self._numpy(images.permute(0, 2, 3, 1).reshape(len(X), -1), X.dtype)
+
+    def _image_mean(self) -> np.ndarray | None:
+        """The mean per channel that :meth:`inverse_transform` adds back (None: none)."""
+        return None
 
     def _map_size(self, D) -> tuple[int, int]:
         """The size ``(h, w)`` of the "valid" feature maps of kernels ``D`` on the fitted images."""

@@ -38,10 +38,13 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
     ``L`` times smaller than the unit-norm kernels. ``transform`` then needs only the encoder (one
     convolution and a nonlinearity), or runs the full inference.
 
-    As in :class:`PredictiveSparseDecomposition`, the model runs on ``X / input_scale_`` with the penalty
-    ``alpha_ / input_scale_`` and its maps are scaled back; ``input_scale_`` is the root-mean-square norm
-    of the image patches a kernel sees (``sqrt(mean(X**2) * C*kh*kw)``, fixed by the first fit), so
-    the defaults train alike on any scaling of the images.
+    The model runs on ``(X - mean_) / input_scale_`` with the penalty ``alpha_ / input_scale_`` and its
+    maps are scaled back: ``mean_`` is the training images' mean per channel and ``input_scale_`` the
+    root-mean-square norm of the centred patches a kernel sees (``sqrt(mean((X - mean_)**2) * C*kh*kw)``),
+    both fixed by the first fit, so the defaults train alike on any scaling and offset of the images.
+    :meth:`inverse_transform` adds ``mean_`` back. The authors' images were contrast-normalised (zero mean,
+    locally); sparse maps represent an image's mean level poorly, and with pixel values in [0, 1] the
+    encoder trained on the raw images reconstructed them no better than their mean after 100 passes.
 
     Parameters
     ----------
@@ -75,6 +78,8 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         The encoder kernels ``W_k``.
     image_shape_ : tuple (H, W, C)
     kernel_size_ : tuple (kh, kw)
+    mean_ : ndarray of shape (C,)
+        The training images' mean per channel, which the model subtracts.
 {scaled_attributes}
     loss_curve_ : list of float
         Mean energy at the inferred maps in each pass.
@@ -151,9 +156,11 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
         shape = self.image_shape_
         kh, kw = pair(self.kernel_size, "kernel_size")
         self.kernel_size_ = (min(kh, shape[0]), min(kw, shape[1]))
-        self.input_scale_ = self._data_scale(X, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
+        self.mean_ = self._data_mean(X).reshape(-1, shape[2]).mean(0)
+        centred = X - np.tile(self.mean_, shape[0] * shape[1]).astype(X.dtype)
+        self.input_scale_ = self._data_scale(centred, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
         self._resolve_alpha(self.input_scale_)
-        Xt = self._to_images(X, shape) / self.input_scale_
+        Xt = self._scaled(self._to_images(X, shape))
         return ConvPSD.from_images(
             Xt,
             self.n_components,
@@ -187,7 +194,7 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
             self.inference_max_iter,
             self.inference_tol,
         )
-        Xt = self._to_images(X, shape, dtype=module.decoder_weight.dtype) / self.input_scale_
+        Xt = self._scaled(self._to_images(X, shape, dtype=module.decoder_weight.dtype))
         self._train(
             module,
             ConvPSD.training_loss,
@@ -210,10 +217,17 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
             )
         return self._to_images(X, shape, dtype=self._module.decoder_weight.dtype), X.dtype
 
+    def _scaled(self, Xt: torch.Tensor) -> torch.Tensor:
+        """Images ``Xt`` in the model's units: less ``mean_``, over ``input_scale_``."""
+        return (Xt - torch.as_tensor(self.mean_).to(Xt).view(-1, 1, 1)) / self.input_scale_
+
+    def _image_mean(self) -> np.ndarray:
+        return self.mean_
+
     @torch.no_grad()
     def _maps(self, Xt: torch.Tensor) -> torch.Tensor:
         """The maps of images ``Xt`` (in the data's units)."""
-        Xs = Xt / self.input_scale_
+        Xs = self._scaled(Xt)
         maps = self._module.infer(Xs) if self.transform_algorithm == "inference" else self._module(Xs)
         return maps * self.input_scale_
 
@@ -223,7 +237,7 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
 
     def _energies(self, X) -> torch.Tensor:
         """The energy of every image of ``X`` at its inferred maps."""
-        Xs = self._input(X)[0] / self.input_scale_
+        Xs = self._scaled(self._input(X)[0])
         return self._module.energy(Xs, self._module.infer(Xs)) * self.input_scale_**2
 
     def _decoder_kernels(self) -> torch.Tensor:
