@@ -89,6 +89,11 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         The kernels.
     alpha_ : float
         The penalty used: ``alpha``, or its default relative to the training images' scale.
+    input_scale_ : float
+        The largest pixel magnitude of the first training images. The solvers see the images divided by it
+        (and the penalty): their rules for ADMM's penalty parameter, SPORCO's, assume images of about unit
+        range, so that pixel values in [0, 255] converged more slowly than the same images in [0, 1]. The
+        codes, energies and ``loss_curve_`` are in the data's units.
     image_shape_ : tuple (H, W, C)
     kernel_size_ : tuple (kh, kw)
     n_iter_ : int
@@ -183,7 +188,8 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         self.kernel_size_ = (min(kh, shape[0]), min(kw, shape[1]))
         self.alpha_ = (ALPHA_FRACTION * data_scale(X, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
                        if self.alpha is None else float(self.alpha))
-        Xt = self._to_images(X, shape)
+        self.input_scale_ = float(np.abs(X).max()) if X.size and np.abs(X).max() > 0 else 1.0
+        Xt = self._to_images(X, shape) / self.input_scale_
         generator = self._generator(random_state)
         self._kernels = init_conv_dictionary(Xt, self.n_components, self.kernel_size_, generator)
         self._state = ConvDictionaryState.empty(self._kernels, shape[:2])
@@ -191,17 +197,18 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         return Xt
 
     def _step(self, Xt: torch.Tensor, full_batch: bool, z0=None, resume=None) -> tuple[float, torch.Tensor]:
-        """One learning step on images ``Xt``: the mean energy at their codes (before the update), the codes."""
-        D, penalty = self._kernels, self._map_penalty(self.n_components)
+        """One learning step on images ``Xt`` (in the model's units): the mean energy at their codes (before the
+        update, in the data's units), the codes (in the model's)."""
+        D, penalty, alpha = self._kernels, self._map_penalty(self.n_components), self.alpha_ / self.input_scale_
         D_new, res = conv_dictionary_step(
-            Xt, D, self._state, self.alpha_, penalty=penalty, full_batch=full_batch, z0=z0, resume=resume,
+            Xt, D, self._state, alpha, penalty=penalty, full_batch=full_batch, z0=z0, resume=resume,
             coding_tol=self.coding_tol, coding_max_iter=self.coding_max_iter,
             dictionary_max_iter=self.dictionary_max_iter,
         )
         self._kernels = D_new
         self.n_steps_ += 1
         self.components_ = self._numpy(D_new)
-        energy = conv_lasso_energy(Xt, res.code, D, self.alpha_, penalty=penalty)
+        energy = conv_lasso_energy(Xt, res.code, D, alpha, penalty=penalty) * self.input_scale_**2
         return float(energy.mean()), res.code
 
     def _fit(self, X) -> None:
@@ -254,23 +261,24 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         return self
 
     def _images(self, X: np.ndarray, shape) -> torch.Tensor:
+        """Images ``X`` in the model's units (over ``input_scale_``)."""
         if shape != self.image_shape_:
             raise ValueError(
                 f"X holds images of shape (H, W, C)={shape}; this model was fitted on {self.image_shape_}."
             )
-        return self._to_images(X, shape, dtype=self._kernels.dtype)
+        return self._to_images(X, shape, dtype=self._kernels.dtype) / self.input_scale_
 
     def _codes(self, X) -> tuple[torch.Tensor, torch.Tensor, np.dtype]:
-        """Validated images, their maps (``transform``'s solve) and the input dtype."""
+        """Validated images, their maps (``transform``'s solve, scaled back) and the input dtype."""
         check_is_fitted(self, "components_")
         X, shape = self._validated_images(X, reset=False)
         Xt = self._images(X, shape)
         alpha = self.alpha_ if self.transform_alpha is None else float(self.transform_alpha)
-        res = solve_conv_lasso(Xt, self._kernels, alpha, algorithm=self.transform_algorithm,
+        res = solve_conv_lasso(Xt, self._kernels, alpha / self.input_scale_, algorithm=self.transform_algorithm,
                                penalty=self._map_penalty(self.n_components), max_iter=self.transform_max_iter,
                                tol=self.transform_tol)
         SparseCodingMixin._warn_not_converged(self, res)
-        return Xt, res.code, X.dtype
+        return Xt * self.input_scale_, res.code * self.input_scale_, X.dtype
 
     def _energies(self, X):
         Xt, Z, _ = self._codes(X)

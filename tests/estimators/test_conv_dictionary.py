@@ -58,14 +58,19 @@ def test_float32_and_positive_codes(images):
     assert rebuilt.shape == (12, 256)
 
 
-def test_default_alpha_follows_the_scale_of_the_images(images):
-    """alpha=None: a fraction of the patches' root-mean-square norm, so that scaling the images scales the
-    penalty (a fixed 0.1 coded pixel values in [0, 255] densely, and images of unit norm with few atoms)."""
-    fits = [ConvDictionaryLearning(3, kernel_size=4, max_iter=1, random_state=0, device="cpu").fit(c * images)
+def test_the_defaults_learn_alike_on_any_scaling_of_the_images(images):
+    """alpha=None is a fraction of the patches' root-mean-square norm, and the solvers see the images over
+    their largest magnitude (ADMM's penalty rule assumes a unit range), so that scaling the images scales
+    the penalty, the codes and the energies, and nothing else. A fixed alpha of 0.1 coded pixel values in
+    [0, 255] densely, and images of unit norm with few atoms; unscaled, ADMM converged more slowly on
+    [0, 255] than on [0, 1]."""
+    fits = [ConvDictionaryLearning(3, kernel_size=4, max_iter=2, random_state=0, device="cpu").fit(c * images)
             for c in (1.0, 255.0)]
     assert fits[0].alpha_ > 0 and np.isclose(fits[1].alpha_, 255.0 * fits[0].alpha_)
+    np.testing.assert_allclose(fits[1].components_, fits[0].components_, atol=1e-6)
+    np.testing.assert_allclose(fits[1].loss_curve_, 255.0**2 * np.array(fits[0].loss_curve_), rtol=1e-6)
     codes = [fit.transform(c * images) for fit, c in zip(fits, (1.0, 255.0))]
-    assert np.isclose(np.mean(codes[0] != 0), np.mean(codes[1] != 0), atol=0.02)
+    np.testing.assert_allclose(codes[1], 255.0 * codes[0], atol=1e-6 * 255 * np.abs(codes[0]).max())
     given = ConvDictionaryLearning(3, kernel_size=4, alpha=0.05, max_iter=0, device="cpu").fit(images)
     assert given.alpha_ == 0.05
 
