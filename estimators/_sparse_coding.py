@@ -69,7 +69,6 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
     return torch.as_tensor(inverse, dtype=torch.long)
 
 
-
 def warn_all_zero(alpha: float, alpha_max: float, correlation: str, stacklevel: int) -> None:
     """The warning that every code is zero: ``alpha`` is at least ``alpha_max``, the largest correlation between
     the data and an atom (``correlation`` says which), above which the lasso's solution is zero."""
@@ -81,6 +80,7 @@ def warn_all_zero(alpha: float, alpha_max: float, correlation: str, stacklevel: 
         UserWarning,
         stacklevel=stacklevel,
     )
+
 
 class SparseCodingMixin(
     FitMixin, LinearDecoderMixin, ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin, TorchEstimatorMixin
