@@ -30,13 +30,16 @@ The feed-forward predictors of the sparse code, with filters :math:`W \in \mathb
     F_{linear}(x) = xW^T + b ,
 
 with :math:`h_\theta` the soft threshold (learned per-unit :math:`\theta`; non-negative with
-``positive``). Each is initialised from a dictionary :math:`D`: :math:`W = D`, :math:`b = 0`,
-:math:`g = 1` (and :math:`\theta = \alpha`), so :math:`F_{shrink}` starts as one ISTA step from zero
-with unit step. :class:`PSD` holds an encoder and the decoder :math:`D` trained together by
-:func:`psd_loss`.
+``positive``). Each is initialised from a dictionary :math:`D` as one ISTA step from zero:
+:math:`W = D / L` with :math:`L = \|D\|_2^2`, :math:`b = 0`, :math:`g = 1` (and :math:`\theta = \alpha / L`),
+so :math:`F_{shrink}` starts as ISTA's first iterate, and the others as its linear part (through a
+``tanh``). Its codes then rebuild :math:`x` by a contraction, :math:`xD^TD/L`. With :math:`W = D` (unit step)
+an overcomplete dictionary's codes rebuilt :math:`x` magnified by up to :math:`L`; on a few hundred digits
+(one step a pass), 100 passes left the encoder's codes rebuilding them ten times worse than their mean.
+:class:`PSD` holds an encoder and the decoder :math:`D` trained together by :func:`psd_loss`.
 
 Each encoder may see its inputs shifted by a fixed ``offset`` :math:`\mu` (the training data's mean),
-:math:`(x - \mu)W^T + b`: the same functions (:math:`b` absorbs :math:`-\mu W^T`), but gradient descent on
+:math:`(x - \mu)W^T + b` with :math:`b = \mu W^T` at first: the same functions, but gradient descent on
 :math:`W` and :math:`b` is well conditioned only for inputs of zero mean (the lectures' "to avoid ill
 conditioning: normalize the inputs, zero mean"; LeCun, Bottou, Orr & Muller, "Efficient BackProp", 1998).
 On data far from zero mean (pixel values, unit-norm rows) an encoder trained on the raw inputs predicted
@@ -62,8 +65,13 @@ __all__ = [
 ]
 
 
+def _ista_step(D: torch.Tensor) -> float:
+    """ISTA's step ``1 / L`` for the dictionary ``D``, ``L = ||D||_2^2``."""
+    return 1 / max(float(torch.linalg.matrix_norm(D.detach(), ord=2)) ** 2, torch.finfo(D.dtype).tiny)
+
+
 class LinearEncoder(nn.Module):
-    """:math:`F(x) = (x - \\mu)W^T + b`, initialised at ``W = dictionary``, ``b = 0``.
+    """:math:`F(x) = (x - \\mu)W^T + b`, initialised at ``W = dictionary / L``, ``b = \\mu W^T`` (module doc).
 
     Parameters
     ----------
@@ -75,10 +83,11 @@ class LinearEncoder(nn.Module):
 
     def __init__(self, dictionary: torch.Tensor, offset: torch.Tensor | None = None, **_):
         super().__init__()
-        self.weight = nn.Parameter(dictionary.detach().clone())
-        self.bias = nn.Parameter(dictionary.new_zeros(dictionary.shape[0]))
-        mu = dictionary.new_zeros(dictionary.shape[1]) if offset is None else offset.detach().to(dictionary)
+        D = dictionary.detach()
+        self.weight = nn.Parameter(D * _ista_step(D))
+        mu = D.new_zeros(D.shape[1]) if offset is None else offset.detach().to(D)
         self.register_buffer("offset", mu.clone())
+        self.bias = nn.Parameter(mu @ self.weight.detach().T)
 
     def linear(self, X: torch.Tensor) -> torch.Tensor:
         return (X - self.offset) @ self.weight.T + self.bias
@@ -106,13 +115,13 @@ class TanhEncoder(LinearEncoder):
 
 
 class ShrinkEncoder(TanhEncoder):
-    """:math:`F(x) = g \\odot h_\\theta(xW^T + b)`, learned thresholds (initially ``alpha``).
+    """:math:`F(x) = g \\odot h_\\theta(xW^T + b)`, learned thresholds (initially ``alpha / L``).
 
     Parameters
     ----------
     dictionary : torch.Tensor, shape (n_components, n_features)
     alpha : float
-        Initial threshold.
+        The lasso's penalty: the initial threshold is ``alpha / L``.
     positive : bool
         Non-negative shrinkage.
     """
@@ -120,7 +129,8 @@ class ShrinkEncoder(TanhEncoder):
     def __init__(self, dictionary: torch.Tensor, alpha: float = 1.0, positive: bool = False,
                  offset: torch.Tensor | None = None, **_):
         super().__init__(dictionary, offset)
-        self.threshold = nn.Parameter(dictionary.new_full((dictionary.shape[0],), float(alpha)))
+        initial = float(alpha) * _ista_step(dictionary)
+        self.threshold = nn.Parameter(dictionary.new_full((dictionary.shape[0],), initial))
         self.positive = positive
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
@@ -139,7 +149,7 @@ class PSD(nn.Module):
         Initial decoder; also initialises the encoder's filters.
     encoder : {"tanh", "shrink", "linear"}, default="tanh"
     alpha : float, default=1.0
-        Initial threshold of the shrinkage encoder.
+        The penalty: the shrinkage encoder's initial threshold is ``alpha / L``.
     positive : bool, default=False
         Non-negative shrinkage encoder.
     offset : torch.Tensor, shape (n_features,), optional
