@@ -31,7 +31,8 @@ The feed-forward predictors of the sparse code, with filters :math:`W \in \mathb
 
 with :math:`h_\theta` the soft threshold (learned per-unit :math:`\theta`; non-negative with
 ``positive``). Each is initialised from a dictionary :math:`D` as one ISTA step from zero:
-:math:`W = D / L` with :math:`L = \|D\|_2^2`, :math:`b = 0`, :math:`g = 1` (and :math:`\theta = \alpha / L`),
+:math:`W = D / L` with :math:`L = \|D\|_2^2`, :math:`b = 0` (without an offset, below), :math:`g = 1` (and
+:math:`\theta = \alpha / L`),
 so :math:`F_{shrink}` starts as ISTA's first iterate, and the others as its linear part (through a
 ``tanh``). Its codes then rebuild :math:`x` by a contraction, :math:`xD^TD/L`. With :math:`W = D` (unit step)
 an overcomplete dictionary's codes rebuilt :math:`x` magnified by up to :math:`L`; on a few hundred digits
