@@ -188,7 +188,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         self.kernel_size_ = (min(kh, shape[0]), min(kw, shape[1]))
         self.alpha_ = (ALPHA_FRACTION * data_scale(X, shape[2] * self.kernel_size_[0] * self.kernel_size_[1])
                        if self.alpha is None else float(self.alpha))
-        self.input_scale_ = float(np.abs(X).max()) if X.size and np.abs(X).max() > 0 else 1.0
+        self.input_scale_ = float(np.abs(X).max(initial=0.0)) or 1.0
         Xt = self._to_images(X, shape) / self.input_scale_
         generator = self._generator(random_state)
         self._kernels = init_conv_dictionary(Xt, self.n_components, self.kernel_size_, generator)

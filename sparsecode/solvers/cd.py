@@ -182,9 +182,9 @@ def _cyclic_cd_torch(C0: torch.Tensor, G: torch.Tensor, xx: torch.Tensor, Z: tor
         if (sweep - 1) % 4 == 0:  # the active-set solution where the signs changed, kept where it is better
             new_signs = torch.sign(Za)
             rows = torch.nonzero((new_signs != signs).any(1) if sweep > 1 else new_signs.any(1)).squeeze(1)
-            cand = Za[rows]
-            active_set(C0a[rows], G, cand, alpha, positive, rank=rank)
-            better = _energy(C0a[rows], G, cand, alpha) <= _energy(C0a[rows], G, Za[rows], alpha)
+            cand, c0 = Za[rows], C0a[rows]
+            active_set(c0, G, cand, alpha, positive, rank=rank)
+            better = _energy(c0, G, cand, alpha) <= _energy(c0, G, Za[rows], alpha)
             Za[rows[better]] = cand[better]
             signs = torch.sign(Za)
         Q = C0a - Za @ G
