@@ -152,8 +152,8 @@ class Pools:
     def lift_matrix(self, like: torch.Tensor) -> torch.Tensor:
         """:math:`A`, shape (n_pairs, n_components), with :math:`z = uA` (a row per pool member)."""
         w = self.weights[self._pool, self._unit]
-        A = torch.zeros((w.numel(), self.n_components), dtype=torch.float64)
-        A[torch.arange(w.numel()), self._unit] = w.rsqrt()
+        A = w.new_zeros((w.numel(), self.n_components))  # on the host, with the weights
+        A[torch.arange(w.numel(), device=w.device), self._unit] = w.rsqrt()
         return A.to(like)
 
     def latent_groups(self, device=None) -> torch.Tensor:
