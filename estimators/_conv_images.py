@@ -174,7 +174,7 @@ class ConvImagesMixin(ClassNamePrefixFeaturesOutMixin, FloatTransformerMixin):
             images = ConvOperator(D, (H, W)).reconstruct(Z)
             mean = self._image_mean()
             if mean is not None:
-                images += torch.as_tensor(mean).to(images).view(-1, 1, 1)
+                images += torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
         return self._numpy(images.permute(0, 2, 3, 1).reshape(len(X), -1), X.dtype)
 
     def _image_mean(self) -> np.ndarray | None:

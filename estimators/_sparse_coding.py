@@ -49,7 +49,7 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
     if groups is None:
         return None
     if isinstance(groups, Integral):
-        return torch.arange(n_components) // int(groups)
+        return torch.arange(n_components, device="cpu") // int(groups)
     if len(groups) and not np.isscalar(groups[0]):
         members = [np.asarray(m).ravel() for m in groups]
         flat = np.concatenate(members) if members else np.zeros(0)
@@ -61,12 +61,12 @@ def group_index(groups, n_components: int) -> torch.Tensor | None:
             labels[m] = g
         if (labels < 0).any() or flat.size != n_components:
             raise ValueError("groups given as index lists must cover every component exactly once.")
-        return torch.as_tensor(labels, dtype=torch.long)
+        return torch.as_tensor(labels, dtype=torch.long, device="cpu")
     labels = np.asarray(groups)
     if labels.shape != (n_components,):
         raise ValueError(f"groups must give one label per component ({n_components}); got shape {labels.shape}.")
     _, inverse = np.unique(labels, return_inverse=True)
-    return torch.as_tensor(inverse, dtype=torch.long)
+    return torch.as_tensor(inverse, dtype=torch.long, device="cpu")
 
 
 def warn_all_zero(alpha: float, alpha_max: float, correlation: str, stacklevel: int) -> None:
@@ -193,7 +193,7 @@ class SparseCodingMixin(
         """Per-sample penalty of (possibly split-sign) codes, for ``score``."""
         if self.split_sign:
             code = self._signed(code)
-        Z = torch.as_tensor(code, dtype=torch.float64)
+        Z = torch.as_tensor(code, dtype=torch.float64, device="cpu")
         return self._code_penalty(Z.shape[1]).value(Z, self._transform_alpha()).numpy()
 
     def _n_nonzero_coefs(self, shape) -> int:

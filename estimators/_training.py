@@ -67,7 +67,7 @@ def data_scale(X: np.ndarray, atom_size: int | None = None, distributed=None) ->
         Positive (1 for all-zero data).
     """
     atom_size = int(np.prod(X.shape[1:])) if atom_size is None else int(atom_size)
-    total = torch.tensor([np.sum(np.square(X, dtype=np.float64)), X.size], dtype=torch.float64)
+    total = torch.tensor([np.sum(np.square(X, dtype=np.float64)), X.size], dtype=torch.float64, device="cpu")
     if distributed is not None:
         check_process_group(str(distributed))
         (total,) = sum_over_ranks([total])
@@ -78,8 +78,7 @@ def data_scale(X: np.ndarray, atom_size: int | None = None, distributed=None) ->
 def data_mean(X: np.ndarray, distributed=None) -> np.ndarray:
     """The mean of the rows of ``X`` (float64), over every rank's shard when ``distributed`` is given (as
     :func:`data_scale`), so that all ranks share it."""
-    total = torch.cat([torch.as_tensor(np.sum(X, axis=0, dtype=np.float64)).reshape(-1),
-                       torch.tensor([X.shape[0]], dtype=torch.float64)])
+    total = torch.from_numpy(np.append(np.sum(X, axis=0, dtype=np.float64).reshape(-1), X.shape[0]))
     if distributed is not None:
         check_process_group(str(distributed))
         (total,) = sum_over_ranks([total])

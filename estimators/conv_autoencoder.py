@@ -219,7 +219,8 @@ class ConvSparseAutoencoder(EnergyScoreMixin, ConvImagesMixin, TrainedTransforme
 
     def _scaled(self, Xt: torch.Tensor) -> torch.Tensor:
         """Images ``Xt`` in the model's units: less ``mean_``, over ``input_scale_``."""
-        return (Xt - torch.as_tensor(self.mean_).to(Xt).view(-1, 1, 1)) / self.input_scale_
+        mean = torch.as_tensor(self.mean_, dtype=Xt.dtype, device=Xt.device)
+        return (Xt - mean.view(-1, 1, 1)) / self.input_scale_
 
     def _image_mean(self) -> np.ndarray:
         return self.mean_

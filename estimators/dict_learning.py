@@ -43,7 +43,7 @@ class _Statistics:
         nan = float("nan")
         rules = [nan if s.ewa_cost is None else s.ewa_cost, nan if s.ewa_cost_min is None else s.ewa_cost_min,
                  s.no_improvement]
-        return {**self._tensors, "stopping": torch.tensor(rules, dtype=torch.float64)}
+        return {**self._tensors, "stopping": torch.tensor(rules, dtype=torch.float64, device="cpu")}
 
     def load_state_dict(self, saved: dict[str, torch.Tensor]) -> None:
         for name, tensor in self._tensors.items():

@@ -85,7 +85,7 @@ class ConvDictionaryState:
         """Zero statistics for kernels ``D (K, C, kh, kw)`` on images of ``image_size``."""
         K, C = D.shape[:2]
         H, W = image_size
-        cdtype = (torch.ones(1, dtype=D.dtype) * 1j).dtype
+        cdtype = torch.promote_types(D.dtype, torch.complex64)
         spectrum = dict(dtype=cdtype, device=D.device)
         return cls(torch.zeros(H, W // 2 + 1, K, K, **spectrum), torch.zeros(H, W // 2 + 1, K, C, **spectrum),
                    D.new_zeros(K, C, H, W))

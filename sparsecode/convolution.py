@@ -203,7 +203,7 @@ def border_weights(
             [0.2500, 0.5000, 0.5000, 0.2500]])
     """
     h, w = code_size(image_size, kernel_size)
-    options = dict(device=like.device, dtype=like.dtype) if like is not None else {}
+    options = dict(device=like.device, dtype=like.dtype) if like is not None else dict(device="cpu")
     ones = torch.ones(1, 1, h, w, **options)
     count = F.conv_transpose2d(ones, torch.ones(1, 1, *kernel_size, **options))[0, 0]
     return count / count.max()
@@ -259,6 +259,7 @@ def conv_lipschitz_constant(
         (1, op.D.shape[0], *op.code_size),
         generator=torch.Generator().manual_seed(0),
         dtype=torch.float64,
+        device="cpu",
     )
     v = start.to(op.D)
     v = v / torch.linalg.vector_norm(v)

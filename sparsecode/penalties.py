@@ -260,5 +260,6 @@ def make_penalty(
     if pools is not None:
         groups = pools.groups()
     if groups is not None:
-        return GroupL1(torch.as_tensor(groups, dtype=torch.long), positive)
+        where = groups.device if isinstance(groups, torch.Tensor) else "cpu"
+        return GroupL1(torch.as_tensor(groups, dtype=torch.long, device=where), positive)
     return L1(positive)

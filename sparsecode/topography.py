@@ -54,7 +54,7 @@ class Pools:
     """
 
     def __init__(self, weights: torch.Tensor):
-        weights = torch.as_tensor(weights, dtype=torch.float64).cpu()
+        weights = torch.as_tensor(weights, dtype=torch.float64, device="cpu")
         if weights.ndim != 2:
             raise ValueError(f"weights must be (n_pools, n_components), got shape {tuple(weights.shape)}.")
         if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
@@ -69,7 +69,7 @@ class Pools:
         """Consecutive groups of ``group_size`` units, weight 1 (the last group may be smaller)."""
         if group_size < 1 or n_components < 1:
             raise ValueError(f"group_size={group_size} and n_components={n_components} must be positive.")
-        group = torch.arange(n_components) // group_size
+        group = torch.arange(n_components, device="cpu") // group_size
         return cls(torch.nn.functional.one_hot(group).T.double())
 
     @classmethod
@@ -92,13 +92,15 @@ class Pools:
         sigma = 0.5 * max(ph, pw) if sigma is None else float(sigma)
         if not sigma > 0:
             raise ValueError(f"sigma must be positive, got {sigma}.")
-        oi, oj = torch.meshgrid(torch.arange(ph) - (ph - 1) // 2, torch.arange(pw) - (pw - 1) // 2, indexing="ij")
+        host = dict(device="cpu")  # the pools live on the host; penalties move what they need to the codes' device
+        oi, oj = torch.meshgrid(torch.arange(ph, **host) - (ph - 1) // 2, torch.arange(pw, **host) - (pw - 1) // 2,
+                                indexing="ij")
         oi, oj = oi.reshape(-1), oj.reshape(-1)
         d2 = (oi - oi.double().mean()) ** 2 + (oj - oj.double().mean()) ** 2
-        w = torch.exp(-d2 / (2 * sigma**2)) if math.isfinite(sigma) else torch.ones(d2.shape, dtype=torch.float64)
-        r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+        w = torch.exp(-d2 / (2 * sigma**2)) if math.isfinite(sigma) else torch.ones_like(d2)
+        r, c = torch.meshgrid(torch.arange(rows, **host), torch.arange(cols, **host), indexing="ij")
         units = ((r.reshape(-1, 1) + oi) % rows) * cols + (c.reshape(-1, 1) + oj) % cols
-        weights = torch.zeros(rows * cols, rows * cols, dtype=torch.float64)
+        weights = torch.zeros(rows * cols, rows * cols, dtype=torch.float64, **host)
         weights.scatter_(1, units, (w / w.max()).expand(units.shape))
         return cls(weights)
 

@@ -111,7 +111,8 @@ def coordinate_descent(X: torch.Tensor, D: torch.Tensor, alpha: float = 1.0, *, 
     S = torch.diagonal(G).diag() - G
     theta = penalty.scaled(alpha)
     if bool(dead.any()):  # zero atoms never get a non-zero code
-        theta = torch.where(dead, torch.full_like(diag, float("inf")), torch.as_tensor(theta).to(diag))
+        theta = torch.as_tensor(theta, dtype=diag.dtype, device=diag.device)
+        theta = torch.where(dead, torch.full_like(diag, float("inf")), theta)
     total = max_iter * m
     chunk = chunk_size or default_chunk_size(max(m, D.shape[1]), X.device, min_rows=256)
 

@@ -164,7 +164,8 @@ def encode_in_chunks(X, D: torch.Tensor, alpha: float = 1.0, *, penalty: Penalty
     host = out is not None or not isinstance(X, torch.Tensor)
     solve = partial(_solve_chunk, D=D, alpha=alpha, penalty=penalty, algorithm=algorithm, host=host,
                     options={**options, "chunk_size": chunk_size})
-    n_iter, converged, gap = 0, torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=D.dtype)
+    converged, gap = torch.ones(n, dtype=torch.bool, device="cpu"), torch.zeros(n, dtype=D.dtype, device="cpu")
+    n_iter = 0
     for s, res in map_chunks(solve, chunk, X, init, n_jobs=n_jobs, prefer="threads"):
         if out is None and res.code.shape[0] == n:  # one chunk: its codes are the output
             code = res.code.astype(dtype, copy=False) if host else res.code

@@ -276,6 +276,7 @@ def easgd_quadratic_map(h: float, eta: float, alpha: float, p: int, tau: int) ->
     >>> float(torch.linalg.eigvals(easgd_quadratic_map(1.0, 0.5, 0.45, 2, 1)).abs().max()) < 1
     True
     """
-    exchange = torch.tensor([[1.0 - eta * h - alpha, alpha], [p * alpha, 1.0 - p * alpha]], dtype=torch.float64)
-    local = torch.diag(torch.tensor([(1.0 - eta * h) ** (tau - 1), 1.0], dtype=torch.float64))
+    exchange = torch.tensor([[1.0 - eta * h - alpha, alpha], [p * alpha, 1.0 - p * alpha]],
+                            dtype=torch.float64, device="cpu")
+    local = torch.diag(torch.tensor([(1.0 - eta * h) ** (tau - 1), 1.0], dtype=torch.float64, device="cpu"))
     return local @ exchange

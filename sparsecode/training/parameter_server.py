@@ -104,7 +104,8 @@ class ParameterServer(Periodic, Distributed):
         return train
 
     def agree(self, learning_rate):
-        rate = torch.tensor([learning_rate], dtype=torch.float64)  # before any step: the server is not running
+        # before any step: the server is not running
+        rate = torch.tensor([learning_rate], dtype=torch.float64, device="cpu")
         dist.all_reduce(rate, dist.ReduceOp.MIN)
         self._learning_rate = float(rate)
         return self._learning_rate
