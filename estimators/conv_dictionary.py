@@ -97,9 +97,11 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
     image_shape_ : tuple (H, W, C)
     kernel_size_ : tuple (kh, kw)
     n_iter_ : int
-        Passes run (``fit``).
+        Passes completed (``fit``).
     n_steps_ : int
         Learning steps run, ``partial_fit`` calls included.
+    interrupted_ : bool
+        Whether Ctrl-C stopped the last ``fit``; the kernels are those of its last completed step.
     loss_curve_ : list of float
         Mean energy of the images at their codes (before each update), per pass of ``fit``.
 {input_attributes}
@@ -223,18 +225,25 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         # with all images in each step, each coding continues the previous one (codes, ADMM dual and rho)
         codes, resume = None, ADMMState()
         start = time.perf_counter()
-        for i in range(self.max_iter):
-            if batch == n:
-                loss, codes = self._step(Xt, full_batch=True, z0=codes, resume=resume)
-                self.loss_curve_.append(loss)
-            else:
-                order = torch.as_tensor(random_state.permutation(n), device=Xt.device)
-                losses = [self._step(Xt[order[s:s + batch]], full_batch=False)[0] for s in range(0, n, batch)]
-                self.loss_curve_.append(float(np.mean(losses)))
+        self.n_iter_, self.interrupted_ = 0, False
+        try:
+            for i in range(self.max_iter):
+                if batch == n:
+                    loss, codes = self._step(Xt, full_batch=True, z0=codes, resume=resume)
+                    self.loss_curve_.append(loss)
+                else:
+                    order = torch.as_tensor(random_state.permutation(n), device=Xt.device)
+                    losses = [self._step(Xt[order[s:s + batch]], full_batch=False)[0] for s in range(0, n, batch)]
+                    self.loss_curve_.append(float(np.mean(losses)))
+                self.n_iter_ = i + 1
+                if self.verbose:
+                    print(f"[ConvDictionaryLearning] pass {i + 1}/{self.max_iter}: mean energy "
+                          f"{self.loss_curve_[-1]:.6g}, {time.perf_counter() - start:.1f} s")
+        except KeyboardInterrupt:
+            self.interrupted_ = True
             if self.verbose:
-                print(f"[ConvDictionaryLearning] pass {i + 1}/{self.max_iter}: mean energy "
-                      f"{self.loss_curve_[-1]:.6g}, {time.perf_counter() - start:.1f} s")
-        self.n_iter_ = self.max_iter
+                print(f"[ConvDictionaryLearning] interrupted after {self.n_steps_} steps; keeping that state")
+        self.components_ = self._numpy(self._kernels)
 
     def partial_fit(self, X, y=None):
         """One learning step on the images ``X`` (the first call also draws the initial kernels from them).

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import estimators.conv_dictionary
 from estimators import ConvDictionaryLearning, ConvSparseCoder
 
 
@@ -82,3 +83,26 @@ def test_verbose_prints_a_line_per_pass(images, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["[ConvDictionaryLearning] pass 1/2",
                                                       "[ConvDictionaryLearning] pass 2/2"]
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_ctrl_c_keeps_the_last_completed_step(images, monkeypatch, capsys, batch_size):
+    params = dict(n_components=3, kernel_size=4, batch_size=batch_size, random_state=0, device="cpu")
+    steps_per_pass = 1 if batch_size is None else -(-len(images) // batch_size)
+    two_passes = ConvDictionaryLearning(max_iter=2, **params).fit(images)
+    step, calls = estimators.conv_dictionary.conv_dictionary_step, []
+
+    def ctrl_c_in_the_third_pass(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2 * steps_per_pass:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(estimators.conv_dictionary, "conv_dictionary_step", ctrl_c_in_the_third_pass)
+    cdl = ConvDictionaryLearning(max_iter=5, verbose=1, **params).fit(images)
+    assert cdl.interrupted_ and not two_passes.interrupted_
+    assert (cdl.n_iter_, cdl.n_steps_) == (2, 2 * steps_per_pass)
+    np.testing.assert_array_equal(cdl.components_, two_passes.components_)
+    assert cdl.loss_curve_ == two_passes.loss_curve_
+    assert f"interrupted after {2 * steps_per_pass} steps" in capsys.readouterr().out
+    assert np.isfinite(cdl.transform(images)).all()
