@@ -1,11 +1,8 @@
 """scikit-learn's own estimator checks on every public estimator, found automatically."""
 
 import inspect
-import warnings
 
-import numpy as np
 import pytest
-import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -52,25 +49,3 @@ def test_no_torch_in_public_params(cls):
     for key, value in est.get_params(deep=False).items():
         assert not type(value).__module__.startswith("torch") or key == "device", key
 
-
-def _fit_and_use(estimator, X, y) -> list:
-    """What a user gets from ``estimator``: its outputs on ``X`` after fitting, and its score."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tiny settings may not converge; the two runs must agree all the same
-        estimator.fit(X, y)
-        return [getattr(estimator, method)(X, *((y,) if method == "score" else ()))
-                for method in ("transform", "predict", "score") if hasattr(estimator, method)]
-
-
-@pytest.mark.parametrize("cls", list(_all_estimators()), ids=lambda c: c.__name__)
-def test_torch_default_device_changes_nothing(cls):
-    """``torch.set_default_device`` in a user's session does not reach the estimators: every tensor the library
-    makes names its device. Under the meta device, one made without would fail its first use with the data."""
-    X, y = np.random.RandomState(0).rand(40, 3), np.arange(40) % 2
-    estimator = cls(**CHECK_PARAMS[cls.__name__])
-    expected = _fit_and_use(clone(estimator), X, y)
-    with torch.device("meta"):
-        got = _fit_and_use(clone(estimator), X, y)
-    assert len(got) == len(expected) > 0
-    for g, e in zip(got, expected, strict=True):
-        np.testing.assert_array_equal(g, e)
