@@ -48,4 +48,3 @@ def test_no_torch_in_public_params(cls):
     est = cls(**CHECK_PARAMS.get(cls.__name__, {}))
     for key, value in est.get_params(deep=False).items():
         assert not type(value).__module__.startswith("torch") or key == "device", key
-
