@@ -209,7 +209,6 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         )
         self._kernels = D_new
         self.n_steps_ += 1
-        self.components_ = self._numpy(D_new)
         energy = conv_lasso_energy(Xt, res.code, D, alpha, penalty=penalty) * self.input_scale_**2
         return float(energy.mean()), res.code
 
@@ -221,7 +220,6 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
         n = len(Xt)
         batch = n if self.batch_size is None else min(self.batch_size, n)
         self.loss_curve_ = []
-        self.components_ = self._numpy(self._kernels)
         # with all images in each step, each coding continues the previous one (codes, ADMM dual and rho)
         codes, resume = None, ADMMState()
         start = time.perf_counter()
@@ -267,6 +265,7 @@ class ConvDictionaryLearning(FitMixin, EnergyScoreMixin, ConvCodingMixin, TorchE
             else:
                 Xt = self._images(X, shape)
             self._step(Xt, full_batch=False)
+            self.components_ = self._numpy(self._kernels)
         return self
 
     def _images(self, X: np.ndarray, shape) -> torch.Tensor:
